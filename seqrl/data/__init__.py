@@ -1,0 +1,10 @@
+"""Data pipeline: episodes -> (token windows | transition tensors)."""
+
+from seqrl.data.discretize import Discretizer
+from seqrl.data.episodes import EpisodeDataset
+from seqrl.data.transitions import BufferConfig, TransitionBuffer
+from seqrl.data.validation import DataError
+from seqrl.data.windows import TokenizerConfig, TokenWindows
+
+__all__ = ["DataError", "Discretizer", "EpisodeDataset", "BufferConfig", "TransitionBuffer",
+           "TokenizerConfig", "TokenWindows"]

@@ -1,0 +1,427 @@
+"""EpisodeDataset: the one canonical form of offline RL data in seqrl.
+
+An Arrow-backed `datasets.Dataset` with one row per transition and the columns
+`episode, step, observation, action, reward, next_observation, terminated, truncated`,
+plus a metadata dict (env id, spaces, source, reference returns).
+
+Semantics, everywhere in seqrl:
+- `terminated` is a true environment termination (no bootstrapping through it);
+  `truncated` is a time limit or the end of the recording (bootstrap through it).
+- Every episode ends with exactly one of the two flags. A trailing episode with no end
+  flag (a recording cut mid-episode) is treated as truncated.
+- The last `next_observation` of every episode is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqrl.data.validation import DataError, check_finite, check_rows
+
+METADATA_FILE = "seqrl_metadata.json"
+COLUMNS = ("episode", "step", "observation", "action", "reward", "next_observation", "terminated", "truncated")
+
+
+def _features(obs_dim: int, act_dim: int):
+    from datasets import Features, List, Value
+
+    return Features(
+        {
+            "episode": Value("int64"),
+            "step": Value("int64"),
+            "observation": List(Value("float32"), length=obs_dim),
+            "action": List(Value("float32"), length=act_dim),
+            "reward": Value("float32"),
+            "next_observation": List(Value("float32"), length=obs_dim),
+            "terminated": Value("bool"),
+            "truncated": Value("bool"),
+        }
+    )
+
+
+@dataclass
+class EpisodeSummary:
+    episodes: int
+    transitions: int
+    return_mean: float
+    return_std: float
+    return_min: float
+    return_max: float
+    length_mean: float
+    length_min: int
+    length_max: int
+    terminations: int
+    truncations: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.episodes} episodes, {self.transitions} transitions | return "
+            f"{self.return_mean:.2f} ± {self.return_std:.2f} (min {self.return_min:.2f}, max {self.return_max:.2f}) | "
+            f"length {self.length_mean:.1f} ({self.length_min}-{self.length_max}) | "
+            f"{self.terminations} terminated, {self.truncations} truncated"
+        )
+
+
+class EpisodeDataset:
+    """Transitions of whole episodes, backed by Arrow, with metadata.
+
+    Build one with `from_arrays`, `from_d4rl`, `from_minari`, `load_from_disk` or `from_hub`;
+    `arrays()` gives the columns as numpy arrays (memory-mapped Arrow underneath).
+    """
+
+    def __init__(self, hf_dataset, metadata: dict[str, Any] | None = None):
+        missing = [c for c in COLUMNS if c not in hf_dataset.column_names]
+        if missing:
+            raise DataError(f"dataset is missing columns {missing}; expected {list(COLUMNS)}")
+        if len(hf_dataset) == 0:
+            raise DataError("dataset is empty: it has no transitions")
+        if hf_dataset._indices is not None:  # a select()/shuffle() view: materialise row order
+            hf_dataset = hf_dataset.flatten_indices()
+        self.hf = hf_dataset
+        self.metadata = dict(metadata or {})
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(
+        cls,
+        observations,
+        actions,
+        rewards,
+        terminated,
+        truncated,
+        next_observations=None,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> "EpisodeDataset":
+        """Flat per-transition arrays, episodes split where `terminated | truncated`.
+
+        Without `next_observations`, s' is the next row's observation inside an episode.
+        For the last transition of an episode s' is then unknown: after a termination it is
+        never bootstrapped, so the observation itself stands in; after a truncation the
+        transition cannot be used for a Q target, so it is dropped and the previous one
+        becomes the truncated end (the same choice as d4rl.qlearning_dataset for timeouts).
+        """
+        observations = _as_2d(observations, "observations")
+        actions = _as_2d(actions, "actions")
+        rewards = np.asarray(rewards, dtype=np.float32).reshape(-1)
+        terminated = np.asarray(terminated).reshape(-1).astype(bool)
+        truncated = np.asarray(truncated).reshape(-1).astype(bool)
+        n = len(observations)
+        if n == 0:
+            raise DataError("dataset is empty: it has no transitions")
+        check_rows({"observations": observations, "actions": actions, "rewards": rewards,
+                    "terminals": terminated, "timeouts": truncated})
+        check_finite({"observations": observations, "actions": actions, "rewards": rewards})
+        # A row flagged both terminal and timeout is a termination (it really ended).
+        truncated = truncated & ~terminated
+        # A recording cut mid-episode: the trailing episode is truncated.
+        if not (terminated[-1] or truncated[-1]):
+            truncated = truncated.copy()
+            truncated[-1] = True
+
+        ends = terminated | truncated
+        episode = np.concatenate([[0], np.cumsum(ends[:-1])]).astype(np.int64)
+        if next_observations is None:
+            next_observations = np.empty_like(observations)
+            next_observations[:-1] = observations[1:]
+            last = np.flatnonzero(ends)
+            next_observations[last] = observations[last]
+            drop = last[truncated[last]]
+            # Drop truncated ends whose s' is unknown; the previous row of the same episode
+            # inherits the truncation. One-transition episodes vanish entirely.
+            prev = drop - 1
+            keep_prev = prev[(prev >= 0) & ~np.isin(prev, last)]
+            truncated = truncated.copy()
+            truncated[keep_prev] = True
+            keep = np.ones(n, dtype=bool)
+            keep[drop] = False
+            observations, actions, rewards = observations[keep], actions[keep], rewards[keep]
+            next_observations, terminated, truncated = next_observations[keep], terminated[keep], truncated[keep]
+            episode = episode[keep]
+            if len(observations) == 0:
+                raise DataError("dataset is empty after dropping truncated ends without next_observations")
+            _, episode = np.unique(episode, return_inverse=True)
+        else:
+            next_observations = _as_2d(next_observations, "next_observations")
+            if next_observations.shape != observations.shape:
+                raise DataError(
+                    f"next_observations has shape {next_observations.shape} but observations {observations.shape}"
+                )
+            check_finite({"next_observations": next_observations})
+
+        starts = np.flatnonzero(np.r_[True, episode[1:] != episode[:-1]])
+        step = np.arange(len(episode)) - np.repeat(starts, np.diff(np.r_[starts, len(episode)]))
+        return cls._from_columns(
+            episode=episode.astype(np.int64), step=step.astype(np.int64), observation=observations,
+            action=actions, reward=rewards, next_observation=next_observations,
+            terminated=terminated, truncated=truncated, metadata=metadata,
+        )
+
+    @classmethod
+    def from_episodes(cls, episodes, *, metadata: dict[str, Any] | None = None) -> "EpisodeDataset":
+        """Whole episodes as dicts: observations [T+1], actions/rewards/terminations/truncations [T]."""
+        if len(episodes) == 0:
+            raise DataError("dataset is empty: no episodes given")
+        obs, nxt, act, rew, term, trunc = [], [], [], [], [], []
+        for i, ep in enumerate(episodes):
+            o = np.asarray(ep["observations"], dtype=np.float32)
+            t_len = len(ep["actions"])
+            if t_len == 0:
+                raise DataError(f"episode {i} has zero length")
+            if len(o) != t_len + 1:
+                raise DataError(f"episode {i}: {len(o)} observations for {t_len} actions; expected T+1 observations")
+            te = np.asarray(ep["terminations"], dtype=bool).reshape(-1)
+            tr = np.asarray(ep["truncations"], dtype=bool).reshape(-1)
+            tr = tr.copy()
+            if not (te[-1] or tr[-1]):
+                tr[-1] = True  # recording stopped mid-episode
+            if (te[:-1] | tr[:-1]).any():
+                raise DataError(f"episode {i} has an end flag before its last step")
+            obs.append(o[:-1]), nxt.append(o[1:]), act.append(np.asarray(ep["actions"], dtype=np.float32).reshape(t_len, -1))
+            rew.append(np.asarray(ep["rewards"], dtype=np.float32).reshape(-1)), term.append(te), trunc.append(tr & ~te)
+        return cls.from_arrays(
+            np.concatenate(obs), np.concatenate(act), np.concatenate(rew), np.concatenate(term),
+            np.concatenate(trunc), np.concatenate(nxt), metadata=metadata,
+        )
+
+    @classmethod
+    def from_d4rl(cls, data, *, metadata: dict[str, Any] | None = None) -> "EpisodeDataset":
+        """A D4RL-style dict or .npz path: observations, actions, rewards, terminals, timeouts[, next_observations]."""
+        if isinstance(data, (str, os.PathLike)):
+            path = Path(data)
+            if not path.exists():
+                raise DataError(f"D4RL-style file not found: {path}")
+            data = dict(np.load(path, allow_pickle=False))
+            metadata = {"source": f"npz:{path}", **(metadata or {})}
+        required = ["observations", "actions", "rewards", "terminals"]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise DataError(f"D4RL-style data is missing keys {missing}; it has {sorted(data)}")
+        n = len(data["observations"])
+        timeouts = data.get("timeouts", np.zeros(n, dtype=bool))
+        meta = {"source": "d4rl-arrays", **(metadata or {})}
+        return cls.from_arrays(
+            data["observations"], data["actions"], data["rewards"], data["terminals"], timeouts,
+            data.get("next_observations"), metadata=meta,
+        )
+
+    @classmethod
+    def from_minari(cls, dataset_id: str) -> "EpisodeDataset":
+        """A local Minari dataset by id (see `MINARI_DATASETS_PATH`)."""
+        from seqrl.data.minari import load_minari
+
+        return load_minari(dataset_id)
+
+    @classmethod
+    def load_from_disk(cls, path) -> "EpisodeDataset":
+        from datasets import load_from_disk
+
+        path = Path(path)
+        if not (path / METADATA_FILE).exists():
+            raise DataError(f"{path} is not a saved EpisodeDataset (no {METADATA_FILE})")
+        metadata = json.loads((path / METADATA_FILE).read_text())
+        return cls(load_from_disk(str(path / "data")), metadata)
+
+    @classmethod
+    def from_hub(cls, repo_id: str, *, revision: str | None = None, cache_dir=None) -> "EpisodeDataset":
+        """A dataset repo pushed by `push_to_hub`; resolved through the huggingface_hub cache,
+        so it also loads with HF_HUB_OFFLINE=1 once cached."""
+        from datasets import Dataset
+        from huggingface_hub import snapshot_download
+
+        root = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir))
+        if not (root / METADATA_FILE).exists():
+            raise DataError(f"Hub dataset {repo_id} has no {METADATA_FILE}: it was not pushed by seqrl")
+        metadata = json.loads((root / METADATA_FILE).read_text())
+        files = sorted(str(p) for p in (root / "data").glob("*.parquet"))
+        if not files:
+            raise DataError(f"Hub dataset {repo_id} has no parquet files under data/")
+        obs_dim, act_dim = _dims_from_metadata(metadata)
+        return cls(Dataset.from_parquet(files, features=_features(obs_dim, act_dim)), metadata)
+
+    @classmethod
+    def load(cls, source: str) -> "EpisodeDataset":
+        """One entry point for every source: a saved directory, a .npz file, a built-in or
+        local Minari id, or a Hub dataset repo id (tried in that order)."""
+        path = Path(source)
+        if path.is_dir() and (path / METADATA_FILE).exists() and (path / "data").is_dir():
+            return cls.load_from_disk(path)
+        if path.suffix == ".npz" and path.exists():
+            return cls.from_d4rl(path)
+        if path.is_absolute() or source.startswith((".", "~")):
+            raise DataError(f"cannot load dataset {source!r}: no such saved EpisodeDataset directory or .npz file")
+        from seqrl.data import builtin
+        from seqrl.data.minari import is_local_minari, load_minari
+
+        if source in builtin.BUILTIN_DATASETS:
+            builtin.ensure_builtin(source)
+            return load_minari(source)
+        if is_local_minari(source):
+            return load_minari(source)
+        if path.exists():
+            raise DataError(f"{source} exists but is neither a saved EpisodeDataset directory nor a .npz file")
+        try:
+            return cls.from_hub(source)
+        except Exception as err:  # noqa: BLE001 - one clear message for an unknown source
+            raise DataError(
+                f"cannot load dataset {source!r}: not a directory, .npz, built-in or local Minari id, "
+                f"and the Hub lookup failed ({type(err).__name__})"
+            ) from err
+
+    @classmethod
+    def _from_columns(cls, *, metadata, **columns) -> "EpisodeDataset":
+        import pyarrow as pa
+        from datasets import Dataset, DatasetInfo
+
+        obs_dim, act_dim = columns["observation"].shape[1], columns["action"].shape[1]
+        features = _features(obs_dim, act_dim)
+
+        def fixed(a):  # a [n, d] float32 array as an Arrow FixedSizeList without Python objects
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1])
+
+        table = pa.table(
+            {
+                "episode": pa.array(columns["episode"]),
+                "step": pa.array(columns["step"]),
+                "observation": fixed(columns["observation"]),
+                "action": fixed(columns["action"]),
+                "reward": pa.array(np.asarray(columns["reward"], dtype=np.float32)),
+                "next_observation": fixed(columns["next_observation"]),
+                "terminated": pa.array(np.asarray(columns["terminated"], dtype=bool)),
+                "truncated": pa.array(np.asarray(columns["truncated"], dtype=bool)),
+            }
+        )
+        meta = dict(metadata or {})
+        meta.setdefault("observation_shape", [obs_dim])
+        meta.setdefault("action_shape", [act_dim])
+        return cls(Dataset(table.cast(features.arrow_schema), info=DatasetInfo(features=features)), meta)
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return len(self.hf)
+
+    @property
+    def observation_dim(self) -> int:
+        return int(self.arrays()["observation"].shape[1])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.arrays()["action"].shape[1])
+
+    @property
+    def env_id(self) -> str | None:
+        return self.metadata.get("env_id")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """All columns as numpy arrays (observations [n, obs_dim], ...), computed once."""
+        if self._arrays is None:
+            out = {}
+            for name in COLUMNS:
+                col = self.hf.data.column(name)
+                if name in ("observation", "action", "next_observation"):
+                    flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                    out[name] = flat.reshape(len(self.hf), -1)
+                else:
+                    out[name] = col.to_numpy()
+            self._arrays = out
+        return self._arrays
+
+    def episode_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start index, length) of every episode, in row order."""
+        ep = self.arrays()["episode"]
+        starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
+        lengths = np.diff(np.r_[starts, len(ep)])
+        return starts, lengths
+
+    def episode_returns(self) -> np.ndarray:
+        starts, _ = self.episode_bounds()
+        return np.add.reduceat(self.arrays()["reward"].astype(np.float64), starts)
+
+    def summary(self) -> EpisodeSummary:
+        a = self.arrays()
+        returns = self.episode_returns()
+        _, lengths = self.episode_bounds()
+        return EpisodeSummary(
+            episodes=len(lengths), transitions=len(self), return_mean=float(returns.mean()),
+            return_std=float(returns.std()), return_min=float(returns.min()), return_max=float(returns.max()),
+            length_mean=float(lengths.mean()), length_min=int(lengths.min()), length_max=int(lengths.max()),
+            terminations=int(a["terminated"].sum()), truncations=int(a["truncated"].sum()),
+        )
+
+    # ------------------------------------------------------------------ output
+    def save_to_disk(self, path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.hf.save_to_disk(str(path / "data"))
+        (path / METADATA_FILE).write_text(json.dumps(self.metadata, indent=2, default=_json_default))
+        return path
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token=None, commit_message: str | None = None) -> str:
+        """Upload as parquet + metadata + a dataset card; returns the commit url."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            (root / "data").mkdir()
+            self.hf.to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
+            (root / METADATA_FILE).write_text(json.dumps(self.metadata, indent=2, default=_json_default))
+            (root / "README.md").write_text(self._card(repo_id))
+            info = api.upload_folder(
+                folder_path=str(root), repo_id=repo_id, repo_type="dataset",
+                commit_message=commit_message or "Upload EpisodeDataset with seqrl",
+            )
+        return str(info)
+
+    def _card(self, repo_id: str) -> str:
+        s = self.summary()
+        return (
+            "---\nlibrary_name: seqrl\ntags: [offline-rl, seqrl]\n---\n"
+            f"# {repo_id}\n\nAn offline RL dataset in seqrl's EpisodeDataset format (one row per transition).\n\n"
+            f"- environment: `{self.env_id}`\n- source: `{self.metadata.get('source')}`\n- {s}\n\n"
+            "Load it with `seqrl.data.EpisodeDataset.from_hub(repo_id)`.\n"
+        )
+
+    def __repr__(self) -> str:
+        return f"EpisodeDataset(env_id={self.env_id!r}, {self.summary()})"
+
+
+def _as_2d(x, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{name} must be numeric, got dtype {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise DataError(f"{name} must be 2-D [transitions, dim], got shape {x.shape}")
+    return x
+
+
+def _dims_from_metadata(metadata) -> tuple[int, int]:
+    try:
+        return int(np.prod(metadata["observation_shape"])), int(np.prod(metadata["action_shape"]))
+    except KeyError as err:
+        raise DataError(f"dataset metadata lacks {err.args[0]}") from err
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

@@ -1,0 +1,311 @@
+"""Foundation data pipeline: episodes, returns, discretizer, token windows, transition buffer."""
+
+import numpy as np
+import pytest
+import torch
+
+from seqrl.data import (BufferConfig, DataError, Discretizer, EpisodeDataset, TokenizerConfig,
+                        TokenWindows, TransitionBuffer)
+from seqrl.data.returns import apply_termination_penalty, reward_to_go
+from seqrl.data.windows import joined_columns
+
+
+def make_arrays(n=40, obs_dim=3, act_dim=2, ends=None, seed=0):
+    """Flat D4RL-style arrays with chosen (index -> 'term' | 'trunc') episode ends."""
+    rng = np.random.default_rng(seed)
+    term, trunc = np.zeros(n, bool), np.zeros(n, bool)
+    for i, kind in (ends or {}).items():
+        (term if kind == "term" else trunc)[i] = True
+    return dict(observations=rng.normal(size=(n, obs_dim)).astype(np.float32),
+                actions=rng.uniform(-1, 1, size=(n, act_dim)).astype(np.float32),
+                rewards=rng.normal(size=n).astype(np.float32), terminals=term, timeouts=trunc,
+                next_observations=rng.normal(size=(n, obs_dim)).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------- returns
+def slow_values(rewards, gamma):
+    """Official formula, one episode: V_t = sum_j gamma^j r_{t+1+j}."""
+    return np.array([sum(gamma ** j * r for j, r in enumerate(rewards[t + 1:])) for t in range(len(rewards))])
+
+
+def test_reward_to_go_matches_slow_reference_on_mixed_episodes():
+    rng = np.random.default_rng(1)
+    lengths = [5, 1, 9, 3]  # includes a length-1 episode
+    rewards = rng.normal(size=sum(lengths))
+    starts = np.cumsum([0] + lengths[:-1])
+    got = reward_to_go(rewards, starts, 0.9)
+    want = np.concatenate([slow_values(rewards[s:s + n], 0.9) for s, n in zip(starts, lengths)])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert got[starts[1]] == 0.0  # a single transition has nothing after it
+
+
+def test_termination_penalty_overwrites_terminal_reward_and_enters_previous_value():
+    # episode A ends in termination, episode B in truncation
+    data = make_arrays(n=7, obs_dim=1, act_dim=1, ends={3: "term", 6: "trunc"})
+    data["rewards"][:] = [1, 1, 1, 5, 2, 2, 2]
+    ds = EpisodeDataset.from_d4rl(data)
+    joined = joined_columns(ds, discount=0.5, penalty=-100.0)
+    r, v = joined[:, -2], joined[:, -1]
+    np.testing.assert_allclose(r, [1, 1, 1, -100, 2, 2, 2])  # overwritten, not added (-95)
+    assert v[2] == pytest.approx(-100.0)                     # V_{T-1} holds the penalty
+    assert v[0] == pytest.approx(1 + 0.5 * 1 + 0.25 * -100)
+    assert v[6] == 0.0 and v[5] == pytest.approx(2.0)        # truncation: no bootstrap
+    np.testing.assert_allclose(apply_termination_penalty([1, 2], [False, False], -100), [1, 2])
+
+
+# ---------------------------------------------------------------------------- episodes
+def test_episode_boundaries_terminal_vs_truncation_and_trailing_episode():
+    data = make_arrays(n=10, ends={2: "term", 5: "trunc"})  # rows 6-9 have no end flag
+    ds = EpisodeDataset.from_d4rl(data)
+    a = ds.arrays()
+    np.testing.assert_array_equal(a["episode"], [0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    np.testing.assert_array_equal(a["step"], [0, 1, 2, 0, 1, 2, 0, 1, 2, 3])
+    np.testing.assert_array_equal(np.flatnonzero(a["terminated"]), [2])
+    np.testing.assert_array_equal(np.flatnonzero(a["truncated"]), [5, 9])  # trailing -> truncated
+    np.testing.assert_array_equal(a["next_observation"], data["next_observations"])  # last s' kept
+    s = ds.summary()
+    assert (s.episodes, s.terminations, s.truncations, s.length_max) == (3, 1, 2, 4)
+    assert s.return_mean == pytest.approx(np.mean([data["rewards"][i:j].sum() for i, j in [(0, 3), (3, 6), (6, 10)]]))
+
+
+def test_row_flagged_terminal_and_timeout_counts_as_termination():
+    data = make_arrays(n=4, ends={1: "term"})
+    data["timeouts"][1] = True
+    a = EpisodeDataset.from_d4rl(data).arrays()
+    assert a["terminated"][1] and not a["truncated"][1]
+
+
+def test_missing_next_observations_drops_unknown_truncated_ends():
+    data = make_arrays(n=8, ends={2: "term", 5: "trunc", 6: "trunc"})
+    del data["next_observations"]
+    ds = EpisodeDataset.from_d4rl(data)
+    a = ds.arrays()
+    # episode [3,4,5]: row 5 dropped (s' unknown), row 4 becomes the truncated end with s' = obs[5];
+    # episode [6]: a single truncated row vanishes; trailing [7] has no s' and vanishes too.
+    assert len(ds) == 5
+    np.testing.assert_array_equal(a["truncated"], [0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(a["terminated"], [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(a["next_observation"][3], data["observations"][4])
+    np.testing.assert_array_equal(a["next_observation"][4], data["observations"][5])
+    np.testing.assert_array_equal(a["episode"], [0, 0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["observations"].__setitem__((3, 1), np.nan), "observations contains NaN"),
+    (lambda d: d["rewards"].__setitem__(2, np.inf), "rewards contains inf"),
+    (lambda d: d.__setitem__("actions", d["actions"][:-1]), "disagree on the number of transitions"),
+    (lambda d: d.__setitem__("next_observations", d["next_observations"][:, :2]), "next_observations has shape"),
+    (lambda d: d.pop("rewards"), "missing keys"),
+    (lambda d: d.__setitem__("observations", np.array([["a"] * 3] * 10)), "must be numeric"),
+])
+def test_bad_input_gets_one_line_error(mutate, message):
+    data = make_arrays(n=10)
+    mutate(data)
+    with pytest.raises(DataError, match=message) as err:
+        EpisodeDataset.from_d4rl(data)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_and_zero_length_episodes_are_rejected():
+    with pytest.raises(DataError, match="empty"):
+        EpisodeDataset.from_d4rl(make_arrays(n=0))
+    ep = {"observations": np.zeros((1, 2)), "actions": np.zeros((0, 1)), "rewards": [],
+          "terminations": [], "truncations": []}
+    with pytest.raises(DataError, match="zero length"):
+        EpisodeDataset.from_episodes([ep])
+
+
+def test_save_to_disk_and_npz_round_trip(tmp_path):
+    data = make_arrays(n=12, ends={4: "term"})
+    np.savez(tmp_path / "d.npz", **data)
+    ds = EpisodeDataset.load(str(tmp_path / "d.npz"))
+    ds.metadata["env_id"] = "Pendulum-v1"
+    ds.save_to_disk(tmp_path / "saved")
+    back = EpisodeDataset.load(str(tmp_path / "saved"))
+    assert back.metadata["env_id"] == "Pendulum-v1"
+    for k, v in ds.arrays().items():
+        np.testing.assert_array_equal(back.arrays()[k], v)
+    with pytest.raises(DataError, match="cannot load dataset"):
+        EpisodeDataset.load(str(tmp_path / "nope"))
+
+
+def test_minari_loader_keeps_flags_spaces_and_time_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    import gymnasium as gym
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    env = gym.make("Pendulum-v1", max_episode_steps=5)
+    buffers = []
+    for seed, (term, length) in enumerate([(False, 5), (True, 3)]):
+        obs, _ = env.reset(seed=seed)
+        observations, actions = [obs], []
+        for _ in range(length):
+            act = env.action_space.sample()
+            obs, *_ = env.step(act)
+            observations.append(obs), actions.append(act)
+        flags = np.zeros(length, bool)
+        flags[-1] = True
+        buffers.append(EpisodeBuffer(id=seed, observations=np.array(observations), actions=np.array(actions),
+                                     rewards=np.arange(length, dtype=np.float64), terminations=flags & term,
+                                     truncations=flags & (not term), infos={}))
+    minari.create_dataset_from_buffers("test/pendulum/tiny-v0", buffers, env=env, data_format="arrow",
+                                       algorithm_name="random", ref_min_score=-1.0, ref_max_score=2.0)
+    ds = EpisodeDataset.load("test/pendulum/tiny-v0")
+    a = ds.arrays()
+    assert len(ds) == 8 and ds.env_id == "Pendulum-v1" and ds.metadata["max_episode_steps"] == 5
+    np.testing.assert_array_equal(np.flatnonzero(a["truncated"]), [4])
+    np.testing.assert_array_equal(np.flatnonzero(a["terminated"]), [7])
+    assert ds.metadata["action_low"] == [-2.0] and ds.metadata["ref_max_score"] == 2.0
+    np.testing.assert_allclose(a["next_observation"][4], np.array(buffers[0].observations[5], np.float32))
+
+
+# ---------------------------------------------------------------------------- discretizer
+def official_quantile_encode(data, x, n_bins):
+    """Official QuantileDiscretizer.discretize, written from its description."""
+    thresholds = np.sort(data, axis=0)[np.linspace(0, len(data) - 1, n_bins + 1, dtype=int)]
+    out = np.zeros(x.shape, np.int64)
+    for j in range(x.shape[1]):
+        for i, v in enumerate(x[:, j]):
+            reached = [k for k in range(n_bins + 1) if v >= thresholds[k, j]]
+            out[i, j] = min(max(reached[-1] if reached else 0, 0), n_bins - 1)
+    return out, thresholds
+
+
+def test_quantile_encoding_and_midpoints_match_official_on_continuous_data():
+    rng = np.random.default_rng(2)
+    data = rng.normal(size=(500, 3)).astype(np.float32) * [1, 10, 0.1]
+    x = np.concatenate([rng.normal(size=(60, 3)) * [1, 10, 0.1], [[-99, -99, -99], [99, 99, 99]]]).astype(np.float32)
+    d = Discretizer.fit(data, n_bins=20)
+    want, thr = official_quantile_encode(data, x, 20)
+    got = d.encode(x).numpy()
+    np.testing.assert_array_equal(got, want)
+    mid = (thr[got, np.arange(3)] + thr[got + 1, np.arange(3)]) / 2
+    np.testing.assert_allclose(d.decode(got).numpy(), mid, rtol=1e-6)
+    # round trip on the data: error within the bin width
+    rec = d.decode(d.encode(data)).numpy()
+    assert (np.abs(rec - data) <= np.diff(thr, axis=0).max(0) + 1e-6).all()
+
+
+def test_duplicate_edges_give_no_empty_or_ambiguous_bins():
+    rng = np.random.default_rng(3)
+    sparse = np.where(rng.uniform(size=1000) < 0.9, 0.0, 1.0)              # sparse reward
+    spike = np.where(rng.uniform(size=1000) < 0.3, 2.5, rng.normal(size=1000))  # atom + continuum
+    const = np.full(1000, 7.0)
+    data = np.stack([sparse, spike, const], 1).astype(np.float32)
+    d = Discretizer.fit(data, n_bins=10)
+    tokens = d.encode(data).numpy()
+    for j in range(3):
+        used = np.bincount(tokens[:, j], minlength=int(d.n_bins[j]))
+        assert (used[: int(d.n_bins[j])] > 0).all(), f"empty bin in column {j}"
+    assert d.n_bins[2] == 1 and d.n_bins[0] == 2
+    np.testing.assert_array_equal(d.decode(d.encode([[0, 2.5, 7], [1, 2.5, 7]])).numpy(), [[0, 2.5, 7], [1, 2.5, 7]])
+    assert not np.isin(tokens[spike != 2.5, 1], tokens[spike == 2.5, 1]).any()  # the atom has its own bin
+
+
+def test_uniform_discretizer_and_probability_helpers():
+    data = np.stack([np.linspace(0, 10, 101), np.full(101, 1.0)], 1)
+    d = Discretizer.fit(data, n_bins=5, method="uniform")
+    np.testing.assert_array_equal(d.encode([[0.0, 1], [1.99, 1], [2.0, 1], [10, 1]]).numpy()[:, 0], [0, 0, 1, 4])
+    np.testing.assert_allclose(d.decode([[2, 0]]).numpy(), [[5.0, 1.0]])
+    probs = torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.5, 0.3]])  # last column = stop token, dropped
+    assert d.expectation(probs, 0).item() == pytest.approx(0.5 * 1 + 0.5 * 9)
+    assert d.percentile(torch.tensor([[0.2, 0.2, 0.2, 0.2, 0.2]]), 0.5, 0).item() == pytest.approx(5.0)
+
+
+def test_discretizer_save_load_and_layout_check(tmp_path):
+    data = np.random.default_rng(4).normal(size=(200, 4))
+    d = Discretizer.fit(data, n_bins=8, layout={"observation_dim": 1, "action_dim": 1, "transition_dim": 4})
+    d.save(tmp_path)
+    back = Discretizer.load(tmp_path)
+    np.testing.assert_array_equal(back.encode(data).numpy(), d.encode(data).numpy())
+    with pytest.raises(DataError, match="fitted with observation_dim=1"):
+        back.check_layout(observation_dim=2, action_dim=1, transition_dim=5)
+    with pytest.raises(FileNotFoundError, match="no discretizer"):
+        Discretizer.load(tmp_path / "missing")
+    with pytest.raises(DataError, match="NaN"):
+        Discretizer.fit(np.array([[np.nan], [1.0]]))
+
+
+# ---------------------------------------------------------------------------- windows
+def window_by_hand(joined, disc, ep_start, ep_len, start, context, n_tokens, max_path_length, truncated_end):
+    """Rebuild one official training window from raw [s, a, r, V] rows."""
+    rows, mask_rows = [], []
+    for t in range(start, start + context):
+        if t < ep_len:
+            rows.append(disc.encode(joined[ep_start + t][None]).numpy()[0])
+        else:
+            rows.append(np.full(joined.shape[1], n_tokens))
+        mask_rows.append(t <= max_path_length - 1 and (t < ep_len or not truncated_end))
+    flat = np.concatenate(rows)
+    mask = np.repeat(np.array(mask_rows, np.float32), joined.shape[1])
+    return flat[:-1], flat[1:], mask[:-1]
+
+
+def test_token_windows_equal_hand_built_windows(tmp_path):
+    data = make_arrays(n=30, obs_dim=2, act_dim=1, ends={6: "term", 14: "trunc", 17: "term"})
+    ds = EpisodeDataset.from_d4rl(data, metadata={"max_episode_steps": 8})
+    cfg = TokenizerConfig(n_bins=7, context=4, discount=0.9)
+    w = TokenWindows(ds, cfg, cache_dir=tmp_path)
+    joined = joined_columns(ds, 0.9, -100.0)
+    starts, lengths = ds.episode_bounds()
+    assert len(w) == sum(l - 1 for l in lengths)
+    truncated = ds.arrays()["truncated"][starts + lengths - 1]
+    ids = np.arange(len(w))
+    X, Y, M = w.__getitems__(ids)
+    for i in ids:
+        e, s = w.window_episode[i], w.window_start[i]
+        x, y, m = window_by_hand(joined, w.discretizer, starts[e], lengths[e], s, 4, 7, 8, truncated[e])
+        np.testing.assert_array_equal(X[i].numpy(), x)
+        np.testing.assert_array_equal(Y[i].numpy(), y)
+        np.testing.assert_array_equal(M[i].numpy(), m)
+    # stop tokens after the termination of episode 0 stay in the loss
+    last = max(i for i in ids if w.window_episode[i] == 0)
+    first_stop = int((Y[last] == 7).nonzero()[0])
+    assert M[last][first_stop] == 1  # predicting the stop token is part of the loss
+    # episode 3 (rows 18-29) is 12 long, longer than max_path_length 8: rows past step 7 are masked
+    assert any(M[i].min() == 0 for i in ids if w.window_episode[i] == 3)
+
+
+def test_token_cache_is_reused_by_fingerprint(tmp_path):
+    ds = EpisodeDataset.from_d4rl(make_arrays(n=50, ends={20: "term"}))
+    w1 = TokenWindows(ds, TokenizerConfig(n_bins=5, context=3), cache_dir=tmp_path)
+    files = sorted(tmp_path.glob("tokens-*.arrow"))
+    assert len(files) == 1
+    w2 = TokenWindows(ds, TokenizerConfig(n_bins=5, context=3), cache_dir=tmp_path)
+    assert w2.tokens_dataset.cache_files[0]["filename"] == str(files[0])
+    np.testing.assert_array_equal(w1.tokens, w2.tokens)
+    TokenWindows(ds, TokenizerConfig(n_bins=5, context=3, discount=0.5), cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("tokens-*.arrow"))) == 2  # other settings, other file
+
+
+def test_windows_reject_a_discretizer_fitted_on_other_dims(tmp_path):
+    ds = EpisodeDataset.from_d4rl(make_arrays(n=20, obs_dim=3, act_dim=2))
+    other = Discretizer.fit(np.zeros((5, 6)), layout={"observation_dim": 2, "action_dim": 2, "transition_dim": 6})
+    with pytest.raises(DataError, match="fitted with observation_dim=2"):
+        TokenWindows(ds, discretizer=other, cache_dir=tmp_path)
+
+
+def test_dataloader_batches_windows(tmp_path):
+    ds = EpisodeDataset.from_d4rl(make_arrays(n=40, ends={19: "term"}))
+    w = TokenWindows(ds, TokenizerConfig(n_bins=5, context=3), cache_dir=tmp_path)
+    loader = torch.utils.data.DataLoader(w, batch_size=8, shuffle=True, collate_fn=TokenWindows.collate)
+    x, y, m = next(iter(loader))
+    assert x.shape == y.shape == m.shape == (8, 3 * 7 - 1) and x.dtype == torch.long
+
+
+# ---------------------------------------------------------------------------- transitions
+def test_transition_buffer_terminals_scaling_and_seeded_sampling():
+    data = make_arrays(n=10, ends={2: "term", 5: "trunc"})
+    data["rewards"][:] = [1, 1, 1, 0, 0, 0, 2, 2, 2, 2]  # returns 3, 0, 8
+    ds = EpisodeDataset.from_d4rl(data, metadata={"action_low": [-2, -2], "action_high": [2, 2]})
+    buf = TransitionBuffer(ds, BufferConfig(normalize_reward=True, normalize_observations=True))
+    np.testing.assert_array_equal(buf.terminals.numpy(), [0, 0, 1, 0, 0, 0, 0, 0, 0, 0])  # truncation bootstraps
+    np.testing.assert_allclose(buf.rewards.numpy(), data["rewards"] * 1000 / 8, rtol=1e-6)
+    np.testing.assert_allclose(buf.actions.numpy(), data["actions"] / 2, atol=1e-6)
+    np.testing.assert_allclose(buf.observations.numpy().mean(0), 0, atol=1e-5)
+    b1 = TransitionBuffer(ds, seed=3).sample(16)
+    b2 = TransitionBuffer(ds, seed=3).sample(16)
+    for k in TransitionBuffer.FIELDS:
+        assert torch.equal(b1[k], b2[k])
+    assert b1["observations"].shape == (16, 3) and b1["rewards"].shape == (16,)
