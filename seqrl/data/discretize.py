@@ -89,22 +89,25 @@ class Discretizer:
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, data, n_bins: int = 100, method: str = "quantile", layout: dict | None = None) -> "Discretizer":
-        """Fit on joined data [n, D] (rows = transitions, columns = [s, a, r, V])."""
+        """Fit on joined data [n, D] (rows = transitions, columns = [s, a, r, V]), given as one
+        array or as a list of [n, d_i] blocks side by side (no joined copy needed)."""
         if method not in METHODS:
             raise ValueError(f"unknown discretizer method {method!r}; choose one of {METHODS}")
         if n_bins < 2:
             raise ValueError(f"n_bins must be at least 2, got {n_bins}")
-        data = np.asarray(data, dtype=np.float32)
-        if data.ndim != 2 or len(data) == 0:
-            raise DataError(f"discretizer data must be a non-empty [n, D] array, got shape {data.shape}")
-        check_finite({"discretizer data": data})
+        blocks = data if isinstance(data, (list, tuple)) else [data]
+        blocks = [np.asarray(b, dtype=np.float32) for b in blocks]
+        if any(b.ndim != 2 or len(b) != len(blocks[0]) for b in blocks) or len(blocks[0]) == 0:
+            raise DataError(f"discretizer data must be non-empty [n, D] blocks, got shapes {[b.shape for b in blocks]}")
+        check_finite({"discretizer data": b for b in blocks})
+        columns = [b[:, j] for b in blocks for j in range(b.shape[1])]
         bin_fn = _quantile_bins if method == "quantile" else _uniform_bins
-        d = data.shape[1]
+        d = len(columns)
         lower = np.full((n_bins, d), np.inf, np.float32)
         centres = np.zeros((n_bins, d), np.float32)
         counts = np.zeros(d, np.int64)
         for j in range(d):
-            lo, c = bin_fn(np.sort(data[:, j]), n_bins)
+            lo, c = bin_fn(np.sort(columns[j]), n_bins)
             counts[j] = len(lo)
             lower[: len(lo), j], centres[: len(lo), j] = lo, c
             centres[len(lo):, j] = c[-1]

@@ -282,21 +282,25 @@ class EpisodeDataset:
     def _from_columns(cls, *, metadata, **columns) -> "EpisodeDataset":
         import pyarrow as pa
         from datasets import Dataset, DatasetInfo
+        from datasets.fingerprint import generate_random_fingerprint
 
         obs_dim, act_dim = columns["observation"].shape[1], columns["action"].shape[1]
         features = _features(obs_dim, act_dim)
 
-        def fixed(a):  # a [n, d] float32 array as an Arrow FixedSizeList without Python objects
-            a = np.ascontiguousarray(a, dtype=np.float32)
-            return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1])
+        def flat(a, dtype):  # zero-copy view of a contiguous numpy array as an Arrow array
+            a = np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+            return pa.Array.from_buffers(pa.from_numpy_dtype(a.dtype), len(a), [None, pa.py_buffer(a)])
+
+        def fixed(a):  # [n, d] float32 as an Arrow FixedSizeList
+            return pa.FixedSizeListArray.from_arrays(flat(a, np.float32), a.shape[1])
 
         table = pa.table(
             {
-                "episode": pa.array(columns["episode"]),
-                "step": pa.array(columns["step"]),
+                "episode": flat(columns["episode"], np.int64),
+                "step": flat(columns["step"], np.int64),
                 "observation": fixed(columns["observation"]),
                 "action": fixed(columns["action"]),
-                "reward": pa.array(np.asarray(columns["reward"], dtype=np.float32)),
+                "reward": flat(columns["reward"], np.float32),
                 "next_observation": fixed(columns["next_observation"]),
                 "terminated": pa.array(np.asarray(columns["terminated"], dtype=bool)),
                 "truncated": pa.array(np.asarray(columns["truncated"], dtype=bool)),
@@ -305,7 +309,10 @@ class EpisodeDataset:
         meta = dict(metadata or {})
         meta.setdefault("observation_shape", [obs_dim])
         meta.setdefault("action_shape", [act_dim])
-        return cls(Dataset(table.cast(features.arrow_schema), info=DatasetInfo(features=features)), meta)
+        # An explicit fingerprint: datasets would otherwise hash (copy) the whole in-memory table.
+        dataset = Dataset(table.cast(features.arrow_schema), info=DatasetInfo(features=features),
+                          fingerprint=generate_random_fingerprint())
+        return cls(dataset, meta)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -328,12 +335,14 @@ class EpisodeDataset:
         if self._arrays is None:
             out = {}
             for name in COLUMNS:
-                col = self.hf.data.column(name)
+                chunks = self.hf.data.column(name).chunks
                 if name in ("observation", "action", "next_observation"):
-                    flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-                    out[name] = flat.reshape(len(self.hf), -1)
+                    # flatten() of a chunk is a zero-copy view of the Arrow buffer
+                    parts = [c.flatten().to_numpy(zero_copy_only=False) for c in chunks]
+                    out[name] = (parts[0] if len(parts) == 1 else np.concatenate(parts)).reshape(len(self.hf), -1)
                 else:
-                    out[name] = col.to_numpy()
+                    parts = [c.to_numpy(zero_copy_only=False) for c in chunks]
+                    out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
             self._arrays = out
         return self._arrays
 

@@ -32,9 +32,10 @@ def reward_to_go(rewards: np.ndarray, episode_starts: np.ndarray, discount: floa
     lengths = np.diff(np.r_[starts, n])
     # k = number of steps until the episode's last row (0 for the last row).
     ends = starts + lengths - 1
-    k = np.repeat(ends, lengths) - np.arange(n)
-    order = np.argsort(k, kind="stable")
+    k = (np.repeat(ends, lengths) - np.arange(n)).astype(np.int32)
+    order = np.argsort(k, kind="stable").astype(np.int32)
     bounds = np.r_[0, np.cumsum(np.bincount(k, minlength=int(k.max()) + 1))]
+    del k
     values = np.zeros(n, dtype=np.float64)   # V_t
     to_go = np.zeros(n, dtype=np.float64)    # G_t = r_t + discount * G_{t+1}
     for step_back in range(len(bounds) - 1):

@@ -46,16 +46,18 @@ class TokenizerConfig:
     max_path_length: int | None = None  # None: the env's time limit, else the longest episode
 
 
-def joined_columns(episodes: EpisodeDataset, discount: float, penalty: float | None) -> np.ndarray:
-    """[n, D] float32 rows `[s, a, r (penalised), V]` in EpisodeDataset row order."""
+def joined_blocks(episodes: EpisodeDataset, discount: float, penalty: float | None) -> list[np.ndarray]:
+    """The `[s, a, r (penalised), V]` columns as side-by-side blocks, in EpisodeDataset row order."""
     a = episodes.arrays()
     starts, _ = episodes.episode_bounds()
     rewards = apply_termination_penalty(a["reward"], a["terminated"], penalty)
     values = reward_to_go(rewards, starts, discount)
-    return np.concatenate(
-        [a["observation"], a["action"], rewards[:, None].astype(np.float32), values[:, None].astype(np.float32)],
-        axis=1,
-    )
+    return [a["observation"], a["action"], rewards[:, None].astype(np.float32), values[:, None].astype(np.float32)]
+
+
+def joined_columns(episodes: EpisodeDataset, discount: float, penalty: float | None) -> np.ndarray:
+    """[n, D] float32 rows `[s, a, r (penalised), V]` in EpisodeDataset row order."""
+    return np.concatenate(joined_blocks(episodes, discount, penalty), axis=1)
 
 
 def default_cache_dir() -> Path:
@@ -74,7 +76,7 @@ class TokenWindows(torch.utils.data.Dataset):
         self.obs_dim, self.act_dim = episodes.observation_dim, episodes.action_dim
         self.transition_dim = self.obs_dim + self.act_dim + 2
         layout = {"observation_dim": self.obs_dim, "action_dim": self.act_dim, "transition_dim": self.transition_dim}
-        joined = joined_columns(episodes, config.discount, config.termination_penalty)
+        joined = joined_blocks(episodes, config.discount, config.termination_penalty)
         if discretizer is None:
             discretizer = Discretizer.fit(joined, config.n_bins, config.method, layout=layout)
         discretizer.check_layout(**layout)
@@ -86,29 +88,34 @@ class TokenWindows(torch.utils.data.Dataset):
         self.max_path_length = int(max_steps)
         self.episode_starts, self.episode_lengths = starts, lengths
         self.episode_truncated = episodes.arrays()["truncated"][starts + lengths - 1]
+        self._episodes_hf = episodes.hf
         self.tokens_dataset = self._tokenize(joined, starts, cache_dir)
+        del self._episodes_hf
         self.tokens = _column_as_numpy(self.tokens_dataset, "tokens").reshape(-1, self.transition_dim)
 
         # Window index: official `for i in range(path_length - 1)` per episode.
         n_windows = np.maximum(lengths - 1, 0)
         if n_windows.sum() == 0:
             raise DataError("no training windows: every episode has a single transition")
-        self.window_episode = np.repeat(np.arange(len(lengths)), n_windows)
-        self.window_start = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+        total = int(n_windows.sum())
+        self.window_episode = np.repeat(np.arange(len(lengths), dtype=np.int32), n_windows)
+        first = np.repeat((np.cumsum(n_windows) - n_windows).astype(np.int32), n_windows)
+        self.window_start = np.arange(total, dtype=np.int32) - first
 
     # ------------------------------------------------------------------ tokens
-    def _fingerprint(self, joined: np.ndarray, starts: np.ndarray) -> str:
+    def _fingerprint(self, joined: list[np.ndarray], starts: np.ndarray) -> str:
         # Content hash: the same data and settings find the same cache file in any process.
         h = hashlib.sha256()
-        h.update(np.ascontiguousarray(joined).data)
+        for block in joined:
+            h.update(np.ascontiguousarray(block).data)
         h.update(np.ascontiguousarray(starts).data)
         for t in (self.discretizer.lower_edges, self.discretizer.centres, self.discretizer.n_bins):
             h.update(t.cpu().numpy().tobytes())
         h.update(repr((self.config.discount, self.config.termination_penalty, self.N)).encode())
         return h.hexdigest()[:24]
 
-    def _tokenize(self, joined: np.ndarray, starts: np.ndarray, cache_dir):
-        """`datasets` map: one int16 token row per transition, cached by fingerprint."""
+    def _tokenize(self, joined: list[np.ndarray], starts: np.ndarray, cache_dir):
+        """`datasets` map: one token row per transition, cached by fingerprint."""
         from datasets import Dataset, Features, List, Value
 
         fingerprint = self._fingerprint(joined, starts)
@@ -121,13 +128,17 @@ class TokenWindows(torch.utils.data.Dataset):
         discretizer = self.discretizer
 
         def encode(batch, indices):
-            rows = joined[indices[0]: indices[-1] + 1]
-            return {"tokens": discretizer.encode(rows).to(torch.int16).numpy()}
+            lo, hi = indices[0], indices[-1] + 1
+            rows = np.concatenate([block[lo:hi] for block in joined], axis=1)
+            return {"tokens": discretizer.encode(rows).to(token_dtype).numpy()}
 
-        features = Features({"tokens": List(Value("int16"), length=self.transition_dim)})
-        index = Dataset.from_dict({"row": np.arange(len(joined))})
-        return index.map(
-            encode, batched=True, batch_size=65536, with_indices=True, remove_columns=["row"],
+        # uint8 holds N <= 255 bins plus the stop token: half the memory of int16
+        token_dtype, arrow_dtype = (torch.uint8, "uint8") if self.N <= 255 else (torch.int16, "int16")
+        features = Features({"tokens": List(Value(arrow_dtype), length=self.transition_dim)})
+        # Map over a zero-copy single-column view of the transitions; rows come from `joined`.
+        rows_view = self._episodes_hf.select_columns(["reward"])
+        return rows_view.map(
+            encode, batched=True, batch_size=65536, with_indices=True, remove_columns=["reward"],
             features=features, cache_file_name=str(cache_file), new_fingerprint=fingerprint,
             desc="tokenizing transitions",
         )
