@@ -1,0 +1,212 @@
+"""The one training loop of seqrl (Accelerate): progress bar, TensorBoard, periodic
+evaluation, atomic checkpoints and exact resume, for every learner.
+
+A learner is anything with
+    train_step(batch) -> dict[str, Tensor]      one update; metrics as 0-d tensors
+    state_dict() / load_state_dict(state)       everything needed to resume exactly
+and the batches come from a `BatchSource` (`next_batch()`, `state_dict()`, `load_state_dict()`),
+so both the Trajectory Transformer (token windows) and the value-based methods (transition
+buffer) run through the same loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST_FILE = "latest"
+
+
+class Learner(Protocol):
+    def train_step(self, batch) -> dict[str, torch.Tensor]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class BatchSource(Protocol):
+    def next_batch(self): ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class LoopConfig:
+    max_steps: int = 1000
+    log_every: int = 50
+    save_every: int = 1000
+    eval_every: int = 0            # 0: evaluate only at the end (when an evaluator is given)
+    keep_checkpoints: int = 2
+    progress: bool = True
+    extra_log: dict = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------ checkpoints
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
+    """Write a directory next to `target` and rename it into place: a crash leaves either the
+    old checkpoint or the new one, never half of one."""
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(output_dir) -> Path | None:
+    pointer = Path(output_dir) / CHECKPOINT_DIR / LATEST_FILE
+    if not pointer.exists():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    return path if path.exists() else None
+
+
+def save_checkpoint(output_dir, step: int, learner: Learner, source: BatchSource, accelerator=None,
+                    keep: int = 2) -> Path:
+    root = Path(output_dir) / CHECKPOINT_DIR
+    rank = accelerator.process_index if accelerator is not None else 0
+    state = {"step": step, "learner": learner.state_dict(), "source": source.state_dict(), "rng": _rng_state()}
+    if accelerator is not None and accelerator.num_processes > 1:
+        # Every rank has its own RNG stream (dropout); rank 0 writes the shared state.
+        rng_states = accelerator.gather_for_metrics([state["rng"]], use_gather_object=True)
+        state["rng_by_rank"] = rng_states
+        accelerator.wait_for_everyone()
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_dir(root / f"step_{step}", lambda d: torch.save(state, d / "training_state.pt"))
+        atomic_write_text(root / LATEST_FILE, f"step_{step}")
+        # Older checkpoints beyond the kept ones go only after the new one is in place.
+        steps = sorted(int(p.name[5:]) for p in root.glob("step_*") if p.name[5:].isdigit())
+        for old in steps[:-max(1, keep)]:
+            shutil.rmtree(root / f"step_{old}", ignore_errors=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return root / f"step_{step}"
+
+
+def load_checkpoint(path, learner: Learner, source: BatchSource, accelerator=None) -> int:
+    state = torch.load(Path(path) / "training_state.pt", map_location="cpu", weights_only=False)
+    learner.load_state_dict(state["learner"])
+    source.load_state_dict(state["source"])
+    rank = accelerator.process_index if accelerator is not None else 0
+    rng = state.get("rng_by_rank", [state["rng"]])
+    _set_rng_state(rng[rank] if rank < len(rng) else state["rng"])
+    return int(state["step"])
+
+
+# ------------------------------------------------------------------ the loop
+def train(
+    learner: Learner,
+    source: BatchSource,
+    config: LoopConfig,
+    output_dir,
+    *,
+    accelerator=None,
+    evaluate: Callable[[int], dict[str, float]] | None = None,
+    resume: bool = False,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Run `config.max_steps` updates; returns the last logged metrics and evaluation."""
+    output_dir = Path(output_dir)
+    is_main = accelerator is None or accelerator.is_main_process
+    start = 0
+    if resume:
+        ckpt = latest_checkpoint(output_dir)
+        if ckpt is not None:
+            start = load_checkpoint(ckpt, learner, source, accelerator)
+            if is_main:
+                print(f"resumed from {ckpt} at step {start}")
+    writer = None
+    if is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        output_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=start if start else None)
+
+    history: list[dict[str, float]] = []
+    last_eval: dict[str, float] = {}
+    pending: list[dict[str, torch.Tensor]] = []
+    bar = tqdm(total=config.max_steps, initial=start, disable=not (is_main and config.progress),
+               desc="training", dynamic_ncols=True)
+    t_last, step = time.perf_counter(), start
+    for step in range(start, config.max_steps):
+        metrics = learner.train_step(source.next_batch())
+        pending.append(metrics)
+        done = step + 1
+        if done % config.log_every == 0 or done == config.max_steps:
+            # One host sync per log interval: average the pending metrics here.
+            logged = {k: float(torch.stack([m[k].detach().float() for m in pending]).mean()) for k in pending[0]}
+            elapsed = time.perf_counter() - t_last
+            logged["updates_per_s"] = len(pending) / max(elapsed, 1e-9)
+            if "tokens" in logged:
+                logged["tokens_per_s"] = logged.pop("tokens") * len(pending) / max(elapsed, 1e-9)
+            pending, t_last = [], time.perf_counter()
+            history.append({"step": done, **logged})
+            if writer is not None:
+                for k, v in logged.items():
+                    writer.add_scalar(f"train/{k}", v, done)
+            if on_log is not None:
+                on_log(done, logged)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in list(logged.items())[:3]})
+        bar.update(1)
+        if evaluate is not None and config.eval_every and done % config.eval_every == 0 and done != config.max_steps:
+            last_eval = _run_eval(evaluate, done, writer, is_main)
+        if config.save_every and done % config.save_every == 0 and done != config.max_steps:
+            save_checkpoint(output_dir, done, learner, source, accelerator, config.keep_checkpoints)
+    bar.close()
+    if config.max_steps > start:
+        save_checkpoint(output_dir, config.max_steps, learner, source, accelerator, config.keep_checkpoints)
+    if evaluate is not None:
+        last_eval = _run_eval(evaluate, config.max_steps, writer, is_main)
+    if writer is not None:
+        writer.close()
+    if is_main:
+        (output_dir / "train_history.json").write_text(json.dumps(history, indent=1))
+    return {"history": history, "eval": last_eval, "steps": config.max_steps}
+
+
+def _run_eval(evaluate, step, writer, is_main) -> dict[str, float]:
+    result = evaluate(step)
+    if writer is not None:
+        for k, v in result.items():
+            if isinstance(v, (int, float)):
+                writer.add_scalar(f"eval/{k}", v, step)
+    if is_main:
+        tqdm.write(f"[eval @ {step}] " + ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float)))
+    return result
