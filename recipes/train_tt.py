@@ -32,13 +32,17 @@ DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "tt" / "inver
 def make_accelerator():
     from accelerate import Accelerator
 
+    # `accelerate launch --cpu --num_processes N` uses the simple launcher: it sets MASTER_ADDR
+    # for N > 1 but starts ONE process (no WORLD_SIZE). Refuse rather than silently train alone.
+    if os.environ.get("MASTER_ADDR") and "WORLD_SIZE" not in os.environ \
+            and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true":
+        raise SystemExit("`accelerate launch --cpu --num_processes N` runs a single process; for N CPU processes use "
+                         "`accelerate launch --multi_gpu --num_processes N recipes/train_tt.py` or torchrun")
     # Without cpu=True, each CPU process of a multi-process launch believes it is alone.
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    expected = int(os.environ.get("WORLD_SIZE", os.environ.get("ACCELERATE_NUM_PROCESSES", "1")))
-    if expected > 1 and accelerator.num_processes != expected:
-        raise SystemExit(f"asked for {expected} processes but Accelerate runs {accelerator.num_processes}: "
-                         "on CPU use `accelerate launch --multi_gpu --num_processes N` or torchrun "
-                         "(`accelerate launch --cpu --num_processes N` silently runs one process)")
+    expected = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != expected:
+        raise SystemExit(f"launched {expected} processes but Accelerate sees {accelerator.num_processes}")
     return accelerator
 
 
