@@ -1,0 +1,102 @@
+"""seqrl checkpoints and datasets through the real huggingface_hub client and the local test Hub."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import seqrl
+from seqrl.data import Discretizer, EpisodeDataset
+from seqrl.hub import CheckpointError, push_to_hub
+from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
+from seqrl.pretrained import TrajectoryModel
+
+
+@pytest.fixture()
+def trajectory_model(tmp_path):
+    torch.manual_seed(0)
+    config = TrajectoryTransformerConfig(observation_dim=3, action_dim=1, vocab_size=8, n_layer=1, n_head=2, n_embd=16)
+    model = TrajectoryTransformerModel(config).eval()
+    with torch.no_grad():
+        model.pos_emb.normal_()
+    data = np.random.default_rng(0).normal(size=(100, 6))
+    disc = Discretizer.fit(data, n_bins=8, layout={"observation_dim": 3, "action_dim": 1, "transition_dim": 6})
+    meta = {"env_id": "Toy-v0", "max_episode_steps": 50, "action_low": [-1.0], "action_high": [1.0],
+            "dataset": {"source": "toy", "episodes": 2, "transitions": 100, "return_mean": 1.0, "return_std": 0.0,
+                        "return_min": 1.0, "return_max": 1.0, "terminations": 1, "truncations": 1},
+            "tokenizer": {"method": "quantile", "n_bins": 8, "discount": 0.99, "termination_penalty": -100,
+                          "context": 10},
+            "training": {"steps": 7, "batch_size": 4, "learning_rate": 6e-4, "final_loss": 1.5,
+                         "final_losses_by_type": {"obs": 1.0}}}
+    tm = TrajectoryModel(model, disc, meta)
+    tm.save_pretrained(tmp_path / "ckpt")
+    return tm, tmp_path / "ckpt"
+
+
+def assert_same_model(a: TrajectoryModel, b: TrajectoryModel):
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.equal(a.discretizer.lower_edges, b.discretizer.lower_edges)
+    assert torch.equal(a.discretizer.centres, b.discretizer.centres)
+    config_a, config_b = a.model.config.to_dict(), b.model.config.to_dict()
+    config_a.pop("_name_or_path"), config_b.pop("_name_or_path")  # where it was loaded from
+    assert config_a == config_b
+    assert a.metadata["env_id"] == b.metadata["env_id"]
+
+
+def test_push_then_load_by_repo_id_into_fresh_cache_then_offline(trajectory_model, hub_server, hub_repo_id,
+                                                                  fresh_hf_cache, run_offline):
+    tm, ckpt = trajectory_model
+    push_to_hub(ckpt, hub_repo_id)
+    loaded = seqrl.from_pretrained(hub_repo_id, cache_dir=fresh_hf_cache.hub_cache)
+    assert_same_model(tm, loaded)
+    card = (ckpt / "README.md").read_text()
+    assert "Toy-v0" in card and "| updates | 7" in card and "1.5000" in card
+    # a new process, the Hub gone, HF_HUB_OFFLINE=1: loads from the cache alone
+    code = f"""
+import seqrl, torch
+m = seqrl.from_pretrained({hub_repo_id!r}, cache_dir={str(fresh_hf_cache.hub_cache)!r})
+ref = seqrl.from_pretrained({str(ckpt)!r})
+assert all(torch.equal(v, ref.model.state_dict()[k]) for k, v in m.model.state_dict().items())
+assert torch.equal(m.discretizer.lower_edges, ref.discretizer.lower_edges)
+print("offline-ok")
+"""
+    proc = run_offline(code, hf_home=fresh_hf_cache.home)
+    assert "offline-ok" in proc.stdout
+
+
+def test_checkpoint_errors_are_one_line(trajectory_model, tmp_path):
+    _, ckpt = trajectory_model
+    with pytest.raises(CheckpointError, match="is a trajectory_transformer checkpoint, not iql"):
+        seqrl.from_pretrained(str(ckpt), algorithm="iql")
+    with pytest.raises(CheckpointError, match="trained on Toy-v0, not Hopper-v5"):
+        seqrl.from_pretrained(str(ckpt), env_id="Hopper-v5")
+    (ckpt / "discretizer.json").unlink()
+    with pytest.raises(CheckpointError, match="no discretizer"):
+        seqrl.from_pretrained(str(ckpt))
+    with pytest.raises(CheckpointError, match="not a seqrl checkpoint"):
+        seqrl.from_pretrained(str(tmp_path))
+    with pytest.raises(CheckpointError, match="no checkpoint directory"):
+        seqrl.from_pretrained(str(tmp_path / "missing"))
+
+
+def test_episode_dataset_push_and_load_from_hub_offline(hub_server, hub_repo_id, fresh_hf_cache, run_offline):
+    rng = np.random.default_rng(0)
+    term = np.zeros(20, bool)
+    term[9] = True
+    ds = EpisodeDataset.from_d4rl(dict(observations=rng.normal(size=(20, 2)), actions=rng.normal(size=(20, 1)),
+                                       rewards=rng.normal(size=20), terminals=term, timeouts=np.zeros(20, bool),
+                                       next_observations=rng.normal(size=(20, 2))), metadata={"env_id": "Toy-v0"})
+    ds.push_to_hub(hub_repo_id)
+    back = EpisodeDataset.from_hub(hub_repo_id, cache_dir=fresh_hf_cache.hub_cache)
+    for k, v in ds.arrays().items():
+        np.testing.assert_array_equal(back.arrays()[k], v)
+    assert back.metadata["env_id"] == "Toy-v0"
+    code = f"""
+from seqrl.data import EpisodeDataset
+d = EpisodeDataset.from_hub({hub_repo_id!r}, cache_dir={str(fresh_hf_cache.hub_cache)!r})
+print("rows", len(d), d.summary().terminations)
+"""
+    proc = run_offline(code, hf_home=fresh_hf_cache.home)
+    assert "rows 20 1" in proc.stdout
