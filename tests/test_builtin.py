@@ -234,7 +234,8 @@ def test_single_rollout_episodes_replay_exactly():
 
 
 @pytest.mark.filterwarnings("ignore:.*is set to None.*:UserWarning")
-def test_write_matches_plain_minari_and_overwrite(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fast_write", [True, False])
+def test_write_matches_plain_minari_and_overwrite(tmp_path, monkeypatch, fast_write):
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
@@ -242,7 +243,8 @@ def test_write_matches_plain_minari_and_overwrite(tmp_path, monkeypatch):
                        n_steps=600, seed=1, max_episode_steps=200)
     ours = write_minari_dataset("test/ours-v0", episodes, env_id="InvertedPendulum-v5",
                                 max_episode_steps=200, algorithm_name="medium",
-                                description="d", ref_min_score=1.0, ref_max_score=2.0)
+                                description="d", ref_min_score=1.0, ref_max_score=2.0,
+                                fast_write=fast_write)
     env = gym.make("InvertedPendulum-v5", max_episode_steps=200)
     plain = minari.create_dataset_from_buffers(
         dataset_id="test/plain-v0",
@@ -261,8 +263,15 @@ def test_write_matches_plain_minari_and_overwrite(tmp_path, monkeypatch):
     for key in ("total_episodes", "total_steps", "env_spec", "eval_env_spec", "ref_min_score",
                 "ref_max_score", "data_format", "dataset_size"):
         assert m_ours[key] == m_plain[key], key
-    assert list(ours.storage.get_episode_metadata([0])) == \
-        list(plain.storage.get_episode_metadata([0]))
+    ids = range(ours.total_episodes)
+    assert list(ours.storage.get_episode_metadata(ids)) == \
+        list(plain.storage.get_episode_metadata(ids))
+    assert sorted(os.listdir(ours.spec.data_path)) == sorted(os.listdir(plain.spec.data_path))
+    for i in ids:
+        assert sorted(os.listdir(os.path.join(ours.spec.data_path, str(i)))) == \
+            sorted(os.listdir(os.path.join(plain.spec.data_path, str(i))))
+    # sampling and the flat step view work too
+    assert len(ours.sample_episodes(2)) == 2
     with pytest.raises(ValueError, match="already exists"):
         write_minari_dataset("test/ours-v0", episodes[:1], env_id="InvertedPendulum-v5",
                              max_episode_steps=200, algorithm_name="x")
