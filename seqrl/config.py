@@ -19,12 +19,13 @@ def _parser_type(tp):
         base, nargs = _parser_type(inner)
         return (lambda s: None if s.lower() in ("none", "null") else base(s)), nargs
     if origin is tuple:
-        return typing.get_args(tp)[0], len(typing.get_args(tp))
+        args = typing.get_args(tp)
+        return args[0], ("+" if Ellipsis in args else len(args))
     return tp, None
 
 
 def build_parser(cls, description: str, default_config: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=default_config,
                         help="YAML file with any of the options below; command-line flags override it")
     hints = typing.get_type_hints(cls)

@@ -77,7 +77,7 @@ def from_pretrained(path_or_repo_id: str, *, algorithm: str | None = None, env_i
         from seqrl.pretrained import TrajectoryModel
 
         return TrajectoryModel.load(directory, meta, device=device)
-    from seqrl.algos import load_policy  # value-based policies
+    from seqrl.policies import load_policy  # value-based policies
 
     return load_policy(directory, meta, device=device)
 

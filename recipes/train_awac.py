@@ -1,0 +1,15 @@
+"""Train AWAC offline on the built-in data (or any dataset): `python recipes/train_awac.py --help`.
+
+Writes OUTPUT_DIR/model (load with `seqrl.from_pretrained`), OUTPUT_DIR/checkpoints (--resume)
+and OUTPUT_DIR/tensorboard. Defaults: recipes/configs/awac/invertedpendulum-medium.yaml.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from seqrl.value_training import main  # noqa: E402
+
+if __name__ == "__main__":
+    main("awac", description=__doc__)
