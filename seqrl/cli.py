@@ -1,0 +1,170 @@
+"""The `seqrl` command.
+
+    seqrl data list                      built-in dataset ids
+    seqrl data build ID [--n_steps N]    generate a built-in dataset (into MINARI_DATASETS_PATH)
+    seqrl data info ID_OR_PATH           episodes, returns and lengths of any dataset source
+    seqrl train tt [OPTIONS]             recipes/train_tt.py (see `seqrl train tt --help`)
+    seqrl plan [OPTIONS]                 recipes/plan_tt.py (see `seqrl plan --help`)
+    seqrl push PATH REPO_ID              upload a checkpoint directory to the Hub
+
+`train` and `plan` run the recipes of a seqrl checkout (recipes/ is not an installed package);
+for multi-process training use `accelerate launch recipes/train_tt.py` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import sys
+from pathlib import Path
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# subcommand words -> recipe file; their arguments go to the recipe's own parser untouched
+RECIPES = {("train", "tt"): "train_tt.py", ("plan",): "plan_tt.py"}
+
+
+class CommandError(Exception):
+    """A failure to report as one line, exit status 1."""
+
+
+# ---------------------------------------------------------------------------- recipes
+def load_recipe(filename: str):
+    """Import recipes/FILENAME by path (recipes/ is a folder of scripts, not a package)."""
+    path = RECIPES_DIR / filename
+    if not path.exists():
+        raise CommandError(f"{path} not found: `seqrl train` and `seqrl plan` need a seqrl source checkout")
+    name = f"seqrl_recipe_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def program_name(name: str):
+    """argparse names the program after sys.argv[0]: make a recipe's usage read `seqrl plan`."""
+    old = sys.argv[0] if sys.argv else ""
+    if not sys.argv:
+        sys.argv.append(name)
+    sys.argv[0] = name
+    try:
+        yield
+    finally:
+        sys.argv[0] = old
+
+
+def run_recipe(words: tuple[str, ...], argv: list[str]) -> int:
+    module = load_recipe(RECIPES[words])
+    with program_name("seqrl " + " ".join(words)):
+        module.main(argv)
+    return 0
+
+
+# ---------------------------------------------------------------------------- data / push
+def data_list(args) -> int:
+    from seqrl.data.builtin import BUILTIN_DATASETS
+
+    for dataset_id, spec in sorted(BUILTIN_DATASETS.items()):
+        print(f"{dataset_id}\t{spec.env_id} (max {spec.max_episode_steps} steps), {spec.controller} behaviour")
+    return 0
+
+
+def data_build(args) -> int:
+    from seqrl.data import EpisodeDataset
+    from seqrl.data.builtin import ensure_builtin
+
+    try:
+        dataset_id = ensure_builtin(args.dataset_id, n_steps=args.n_steps, force=args.force)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    print(f"{dataset_id}: {EpisodeDataset.load(dataset_id).summary()}")
+    return 0
+
+
+def data_info(args) -> int:
+    from seqrl.data import DataError, EpisodeDataset
+
+    try:
+        dataset = EpisodeDataset.load(args.source)
+    except DataError as err:
+        raise CommandError(str(err)) from None
+    meta = dataset.metadata
+    print(f"source: {meta.get('source', args.source)}")
+    print(f"env: {meta.get('env_id')} (max_episode_steps {meta.get('max_episode_steps')})")
+    print(f"observation_dim {dataset.observation_dim}, action_dim {dataset.action_dim}")
+    print(dataset.summary())
+    if meta.get("ref_min_score") is not None:
+        print(f"reference scores: min {meta['ref_min_score']:.2f}, max {meta['ref_max_score']:.2f}")
+    return 0
+
+
+def push(args) -> int:
+    from seqrl.hub import CheckpointError, push_to_hub
+
+    try:
+        url = push_to_hub(args.path, args.repo_id, private=args.private, commit_message=args.message)
+    except CheckpointError as err:
+        raise CommandError(str(err)) from None
+    print(f"pushed {args.path} to {args.repo_id}: {url}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def add(subparsers, name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows the same text as its line in the parent's list."""
+    return subparsers.add_parser(name, help=text, description=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqrl", description="Offline RL on the Hugging Face stack.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = add(commands, "data", "list, build and inspect datasets")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    p = add(data_commands, "list", "ids of the built-in datasets, their environments and behaviour policies")
+    p.set_defaults(func=data_list)
+    p = add(data_commands, "build", "generate a built-in dataset into MINARI_DATASETS_PATH (kept if up to date)")
+    p.add_argument("dataset_id", help="a built-in id (see `seqrl data list`)")
+    p.add_argument("--n_steps", type=int, default=None, help="environment steps to collect (default: the recipe's)")
+    p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date copy exists")
+    p.set_defaults(func=data_build)
+    p = add(data_commands, "info", "environment, sizes, returns and lengths of a dataset")
+    p.add_argument("source", metavar="ID_OR_PATH",
+                   help="saved EpisodeDataset directory, .npz, built-in or local Minari id, or Hub dataset repo id")
+    p.set_defaults(func=data_info)
+
+    # train/plan: listed here for --help; their arguments are handled by the recipes (see main)
+    train = add(commands, "train", "train a model (runs recipes/train_<algo>.py)")
+    train_commands = train.add_subparsers(dest="algorithm", metavar="ALGO", required=True)
+    train_commands.add_parser("tt", help="Trajectory Transformer: see `seqrl train tt --help`", add_help=False)
+    commands.add_parser("plan", help="plan with a trained Trajectory Transformer: see `seqrl plan --help`",
+                        add_help=False)
+
+    p = add(commands, "push", "upload a checkpoint directory to the Hugging Face Hub (training checkpoints "
+                              "and logs are left out)")
+    p.add_argument("path", help="checkpoint directory (with seqrl.json)")
+    p.add_argument("repo_id", help="Hub model repo 'user/name' (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=push)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        for words in RECIPES:  # hand everything after the subcommand words to the recipe
+            if tuple(argv[:len(words)]) == words:
+                return run_recipe(words, argv[len(words):])
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except CommandError as err:
+        print(f"seqrl: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
