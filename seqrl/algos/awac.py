@@ -99,14 +99,9 @@ class AWAC(OfflineAlgorithm):
         mean, log_std = self.actor(batch["observations"])
 
         critic_loss, caux = self.critic_loss(batch)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-
+        self._optimize(critic_loss, self.critic_optimizer)
         actor_loss, aaux = self.actor_loss(batch, mean, log_std)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
+        self._optimize(actor_loss, self.actor_optimizer)
 
         self.num_updates += 1
         soft_update(self.critic_target, self.critic, self.config.tau)

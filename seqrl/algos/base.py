@@ -115,6 +115,13 @@ class OfflineAlgorithm(nn.Module):
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def _optimize(self, loss: Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """One gradient step on `loss` (default: the algorithm's single fused optimizer)."""
+        optimizer = optimizer or self.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
     def _rng(self, device: torch.device) -> torch.Generator:
         """The RNG on the batch's device (moved once, if the module moved)."""
         if self.generator.device != device:

@@ -46,9 +46,7 @@ class BC(OfflineAlgorithm):
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         loss = self.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self._optimize(loss)
         self.num_updates += 1
         return {"actor_loss": loss.detach()}
 

@@ -162,9 +162,7 @@ class CQL(OfflineAlgorithm):
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         total, aux = self.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        self._optimize(total)
         self.num_updates += 1
         if self.num_updates % self.config.target_update_period == 0:
             soft_update(self.critic_target, self.critic, self.config.tau)

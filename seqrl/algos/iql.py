@@ -103,9 +103,7 @@ class IQL(OfflineAlgorithm):
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         total, aux = self.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        self._optimize(total)
         if self.schedulers:
             self.schedulers["main"].step()
         self.num_updates += 1
