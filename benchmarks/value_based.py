@@ -1,0 +1,369 @@
+"""Value-based update throughput: seqrl against d3rlpy 2.8.1 on the same data, same networks.
+
+Both libraries train BC, IQL, CQL and AWAC on one random Hopper-shaped dataset (obs 11, act 3,
+100k transitions in episodes of at most 1000 steps, some ending in a termination, the rest in a
+time-out), saved once as .npz by this script. seqrl reads it with `EpisodeDataset.from_d4rl` into a
+`TransitionBuffer`; d3rlpy builds an `MDPDataset` from the same arrays (s' is the next row inside
+an episode on both sides).
+
+Settings, identical on both sides (see SPECS):
+    BC    2x256 deterministic tanh actor, batch 256 (MSE)
+    IQL   2x256 actor, twin critics and value, batch 256 (Gaussian actor, cosine actor lr)
+    CQL   3x256 actor and twin critics, 10 sampled actions per source, batch 256
+          (learned SAC temperature, fixed conservative weight 10: d3rlpy's reproduction setting)
+    AWAC  4x256 actor and twin critics, batch 1024, lambda 1, actor weight decay 1e-4, one policy
+          sample for the advantage (AWAC paper / d3rlpy reproduction; seqrl `AWACConfig.paper()`)
+No observation or reward scaling on either side. d3rlpy runs eagerly (`compile_graph=False`, its
+default; its compiled mode targets CUDA).
+
+What one step is: sampling a batch from the library's own buffer plus one `update` call
+(seqrl: `TransitionBuffer.sample` + `algo.update`; d3rlpy: `sample_transition_batch` +
+`algo.update`, the two lines inside d3rlpy's `fit` loop, without its logger and progress bar).
+Dataset building and imports are outside the timing.
+
+Each measurement is a fresh subprocess (benchmarks/_seqrl_worker.py in the current environment,
+benchmarks/_d3rlpy_worker.py in benchmarks/.venv-d3rlpy, created on first use) with the same
+thread count (`torch.set_num_threads`, OMP/MKL threads; default 1), a warm-up, then N timed steps.
+It reports wall-clock updates/s and CPU-time updates/s (process CPU time, which is robust to
+other processes sharing the cores). Runs interleave per algorithm, seqrl and d3rlpy alternating
+(ABBA order across repeats); the table gives medians over repeats and the ratio seqrl / d3rlpy.
+
+    python benchmarks/value_based.py                 # defaults: 3 repeats, all four algorithms
+    python benchmarks/value_based.py --quick         # a smoke run (1-2 minutes)
+    python benchmarks/value_based.py --algos iql,cql --repeats 5 --updates 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+D3RLPY_VENV = HERE / ".venv-d3rlpy"
+D3RLPY_VERSION = "2.8.1"
+TORCH_VERSION = "2.13.0"
+OBS_DIM, ACT_DIM = 11, 3
+
+ALGOS = ("bc", "iql", "cql", "awac")
+# The settings both workers read: network sizes, batch sizes, numbers of sampled actions.
+SPECS: dict[str, dict[str, Any]] = {
+    "bc": dict(hidden=(256, 256), batch_size=256),
+    "iql": dict(hidden=(256, 256), batch_size=256),
+    "cql": dict(hidden=(256, 256, 256), batch_size=256, n_action_samples=10,
+                conservative_weight=10.0),
+    "awac": dict(hidden=(256, 256, 256, 256), batch_size=1024, n_action_samples=1, lam=1.0,
+                 actor_weight_decay=1e-4),
+}
+# Timed steps per run: 3-10 s of CPU per run at one thread for the slower side.
+DEFAULT_UPDATES = {"bc": 800, "iql": 250, "cql": 30, "awac": 40}
+QUICK_UPDATES = {"bc": 100, "iql": 30, "cql": 5, "awac": 5}
+
+
+# ---------------------------------------------------------------------------- shared by workers
+
+def configure_threads(threads: int) -> None:
+    """Same thread settings on both sides; call before the heavy imports where possible."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def time_updates(sample: Callable[[], Any], update: Callable[[Any], Any], warmup: int,
+                 updates: int) -> dict[str, Any]:
+    """Warm-up steps, then `updates` timed steps of sample + update. Wall and process CPU time,
+    in total and for the sampling part, plus per-step medians (robust to short stalls)."""
+    for _ in range(warmup):
+        update(sample())
+    perf, cpu = time.perf_counter, time.process_time
+    step_wall = np.empty(updates)
+    step_cpu = np.empty(updates)
+    sample_wall = sample_cpu = 0.0
+    w_start, c_start = perf(), cpu()
+    w_prev, c_prev = w_start, c_start
+    for i in range(updates):
+        batch = sample()
+        w_mid, c_mid = perf(), cpu()
+        update(batch)
+        w_now, c_now = perf(), cpu()
+        sample_wall += w_mid - w_prev
+        sample_cpu += c_mid - c_prev
+        step_wall[i] = w_now - w_prev
+        step_cpu[i] = c_now - c_prev
+        w_prev, c_prev = w_now, c_now
+    wall, cpu_s = w_prev - w_start, c_prev - c_start
+    return {
+        "updates": updates, "warmup": warmup, "wall_s": wall, "cpu_s": cpu_s,
+        "sample_wall_s": sample_wall, "sample_cpu_s": sample_cpu,
+        "step_wall_median_s": float(np.median(step_wall)),
+        "step_cpu_median_s": float(np.median(step_cpu)),
+        "updates_per_s": updates / wall, "cpu_updates_per_s": updates / max(cpu_s, 1e-12),
+    }
+
+
+def worker_args(description: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--algo", required=True, choices=ALGOS)
+    p.add_argument("--data", required=True, help=".npz made by benchmarks/value_based.py")
+    p.add_argument("--updates", type=int, required=True)
+    p.add_argument("--warmup", type=int, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The worker's answer: one tagged JSON line on stdout (log lines can't pass for it)."""
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------- dataset
+
+def make_dataset(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random Hopper-shaped arrays, D4RL layout: episodes of 20-1000 steps; an episode shorter
+    than 1000 steps ends in a termination half the time, otherwise in a time-out; one that
+    reaches 1000 steps times out. The last episode is cut where the data ends (a time-out)."""
+    rng = np.random.default_rng(seed)
+    terminals = np.zeros(n, np.float32)
+    timeouts = np.zeros(n, np.float32)
+    pos = 0
+    while pos < n:
+        length = min(int(rng.integers(20, 1001)), n - pos)
+        end = pos + length - 1
+        if length < 1000 and end < n - 1 and rng.uniform() < 0.5:
+            terminals[end] = 1.0
+        else:
+            timeouts[end] = 1.0
+        pos += length
+    return {
+        "observations": rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        "actions": rng.uniform(-1.0, 1.0, size=(n, ACT_DIM)).astype(np.float32),
+        "rewards": rng.normal(1.0, 1.0, size=n).astype(np.float32),
+        "terminals": terminals,
+        "timeouts": timeouts,
+    }
+
+
+# ---------------------------------------------------------------------------- d3rlpy venv
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def ensure_d3rlpy_venv(venv: Path = D3RLPY_VENV) -> Path:
+    """Create the peer's venv if missing: the local CPU torch first (so pip never pulls a CUDA
+    build), then d3rlpy (it pins gymnasium 1.0.0, so it can't share the main venv)."""
+    py = venv_python(venv)
+    check = [str(py), "-c", "import warnings; warnings.simplefilter('ignore'); "
+             "import d3rlpy, torch; print(d3rlpy.__version__, torch.__version__)"]
+    if py.exists():
+        r = subprocess.run(check, capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.split()[:1] == [D3RLPY_VERSION]:
+            return py
+    print(f"creating {venv} (torch {TORCH_VERSION} CPU, d3rlpy {D3RLPY_VERSION}) ...", flush=True)
+    base = shutil.which("python3.11") or sys.executable
+    if not py.exists():
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    pip = [str(py), "-m", "pip", "install", "--quiet"]
+    subprocess.run(pip + [f"torch=={TORCH_VERSION}"], check=True)
+    subprocess.run(pip + [f"d3rlpy=={D3RLPY_VERSION}"], check=True)
+    r = subprocess.run(check, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"d3rlpy venv does not import:\n{r.stderr[-2000:]}")
+    print(f"d3rlpy venv ready: {r.stdout.strip()}", flush=True)
+    return py
+
+
+# ---------------------------------------------------------------------------- driver
+
+def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, warmup: int,
+               threads: int, seed: int) -> dict[str, Any]:
+    script = HERE / f"_{impl}_worker.py"
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    if impl == "seqrl":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    else:
+        env.pop("PYTHONPATH", None)
+    cmd = [str(python), str(script), "--algo", algo, "--data", str(data), "--updates",
+           str(updates), "--warmup", str(warmup), "--threads", str(threads), "--seed", str(seed)]
+    with tempfile.TemporaryDirectory() as cwd:  # d3rlpy may write logs into the working dir
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+    if r.returncode != 0 or not lines:
+        raise RuntimeError(f"{impl} {algo} worker failed (rc {r.returncode}):\n"
+                           f"{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over repeats of each run's rates."""
+    return {
+        "updates_per_s": median([r["updates_per_s"] for r in runs]),
+        "cpu_updates_per_s": median([r["cpu_updates_per_s"] for r in runs]),
+        "median_step_updates_per_s": median([1.0 / r["step_wall_median_s"] for r in runs]),
+        "median_step_cpu_updates_per_s": median([1.0 / max(r["step_cpu_median_s"], 1e-12)
+                                                 for r in runs]),
+        "sample_share_cpu": median([r["sample_cpu_s"] / max(r["cpu_s"], 1e-12) for r in runs]),
+        "update_only_cpu_updates_per_s": median(
+            [r["updates"] / max(r["cpu_s"] - r["sample_cpu_s"], 1e-12) for r in runs]),
+        "cpu_over_wall": median([r["cpu_s"] / r["wall_s"] for r in runs]),
+        "runs": runs,
+    }
+
+
+def fmt(x: float) -> str:
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+LABELS = {
+    "bc": "BC (2x256, batch 256, deterministic)",
+    "iql": "IQL (2x256, batch 256)",
+    "cql": "CQL (3x256, 10 sampled actions, batch 256)",
+    "awac": "AWAC (4x256, batch 1024, paper style)",
+}
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    t = result["settings"]["threads"]
+    rows = [
+        f"| algorithm | seqrl upd/s | d3rlpy upd/s | ratio | seqrl upd/CPU-s | d3rlpy upd/CPU-s "
+        f"| ratio (CPU) | d3rlpy time in sampling |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for algo, a in result["algorithms"].items():
+        s, d = a["seqrl"], a["d3rlpy"]
+        rows.append(
+            f"| {LABELS[algo]} | {fmt(s['updates_per_s'])} | {fmt(d['updates_per_s'])} "
+            f"| {a['ratio_wall']:.2f}x | {fmt(s['cpu_updates_per_s'])} "
+            f"| {fmt(d['cpu_updates_per_s'])} | {a['ratio_cpu']:.2f}x "
+            f"| {100 * d['sample_share_cpu']:.0f}% |")
+    rows.append("")
+    rows.append(
+        f"Medians of {result['settings']['repeats']} interleaved runs per cell, each a fresh "
+        f"process with {t} torch thread{'s' if t != 1 else ''}; an update includes sampling the "
+        f"batch from the library's own buffer. CPU-time rates (updates per second of process CPU "
+        f"time) are the contention-robust figure on a shared machine.")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algos", default=",".join(ALGOS),
+                   help=f"comma-separated subset of {','.join(ALGOS)} (default: all)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved runs per library and "
+                   "algorithm (default 3)")
+    p.add_argument("--updates", type=int, default=None,
+                   help="timed updates per run for every algorithm (default per algorithm: "
+                   + ", ".join(f"{k} {v}" for k, v in DEFAULT_UPDATES.items()) + ")")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed updates before timing (default: a tenth of --updates, at least 3)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch/OMP threads in every worker (default 1)")
+    p.add_argument("--transitions", type=int, default=100_000, help="dataset size (default 100k)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 repeat, few updates (numbers are not meaningful)")
+    p.add_argument("--out", default=str(HERE / "results" / "value_based.json"),
+                   help="JSON output (default benchmarks/results/value_based.json)")
+    p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV), help="the peer's venv "
+                   "(created if missing)")
+    args = p.parse_args()
+
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    unknown = sorted(set(algos) - set(ALGOS))
+    if unknown:
+        p.error(f"unknown algorithms {unknown}; choose from {list(ALGOS)}")
+    repeats = 1 if args.quick else args.repeats
+    per_algo = QUICK_UPDATES if args.quick else DEFAULT_UPDATES
+    updates = {a: args.updates or per_algo[a] for a in algos}
+    warmup = {a: args.warmup if args.warmup is not None else max(3, updates[a] // 10)
+              for a in algos}
+
+    pythons = {"seqrl": Path(sys.executable), "d3rlpy": ensure_d3rlpy_venv(Path(args.d3rlpy_venv))}
+    t_start = time.perf_counter()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = Path(tmp) / "hopper_random.npz"
+        data = make_dataset(args.transitions, args.seed)
+        np.savez(data_path, **data)
+        dataset_info = {
+            "transitions": args.transitions, "observation_dim": OBS_DIM, "action_dim": ACT_DIM,
+            "episodes": int(data["terminals"].sum() + data["timeouts"].sum()),
+            "terminals": int(data["terminals"].sum()), "timeouts": int(data["timeouts"].sum()),
+        }
+        del data
+        runs: dict[str, dict[str, list]] = {a: {"seqrl": [], "d3rlpy": []} for a in algos}
+        for rep in range(repeats):
+            order = ("seqrl", "d3rlpy") if rep % 2 == 0 else ("d3rlpy", "seqrl")
+            for algo in algos:
+                for impl in order:
+                    r = run_worker(impl, pythons[impl], algo, data_path, updates[algo],
+                                   warmup[algo], args.threads, args.seed + rep)
+                    runs[algo][impl].append(r)
+                    print(f"[{rep + 1}/{repeats}] {algo:4s} {impl:6s} "
+                          f"{r['updates_per_s']:8.1f} upd/s  {r['cpu_updates_per_s']:8.1f} "
+                          f"upd/CPU-s  (sampling {100 * r['sample_cpu_s'] / r['cpu_s']:.0f}% "
+                          f"of CPU, {r['wall_s']:.1f} s)", flush=True)
+
+    first = {impl: runs[algos[0]][impl][0] for impl in ("seqrl", "d3rlpy")}
+    result: dict[str, Any] = {
+        "benchmark": "value-based update throughput, seqrl vs d3rlpy",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "versions": {impl: first[impl]["versions"] for impl in first},
+        "settings": {"threads": args.threads, "repeats": repeats, "updates": updates,
+                     "warmup": warmup, "seed": args.seed, "quick": args.quick,
+                     "order": "per repeat and algorithm: seqrl then d3rlpy on even repeats, "
+                              "d3rlpy then seqrl on odd ones",
+                     "specs": {a: SPECS[a] for a in algos}},
+        "dataset": dataset_info,
+        "algorithms": {},
+        "elapsed_s": None,
+    }
+    for algo in algos:
+        s, d = summarize(runs[algo]["seqrl"]), summarize(runs[algo]["d3rlpy"])
+        params = {impl: runs[algo][impl][0]["params"] for impl in ("seqrl", "d3rlpy")}
+        result["algorithms"][algo] = {
+            "seqrl": s, "d3rlpy": d, "params": params,
+            "ratio_wall": s["updates_per_s"] / d["updates_per_s"],
+            "ratio_cpu": s["cpu_updates_per_s"] / d["cpu_updates_per_s"],
+            "ratio_update_only_cpu": (s["update_only_cpu_updates_per_s"]
+                                      / d["update_only_cpu_updates_per_s"]),
+        }
+        # scalars aside (temperatures, log-std scales), the networks must be the same size
+        if abs(params["seqrl"]["total"] - params["d3rlpy"]["total"]) > 8:
+            print(f"WARNING: {algo} networks differ in size: seqrl {params['seqrl']} vs "
+                  f"d3rlpy {params['d3rlpy']}", flush=True)
+    result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(markdown_table(result))
+    print(f"\nwrote {out} ({result['elapsed_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
