@@ -352,3 +352,49 @@ def test_config_validation_and_defaults():
         TrajectoryTransformerConfig(observation_dim=0, action_dim=2)
     with pytest.raises(ValueError, match="transition_dim"):
         TrajectoryTransformerConfig(observation_dim=3, action_dim=2, transition_dim=6)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_training_attention_matches_autograd(monkeypatch, p):
+    """The CPU training attention (blocked causal, hand-written backward, dropout folded into the
+    softmax backward) equals autograd through softmax(q k^T / sqrt(hd) + mask) * keep / (1 - p) @ v,
+    outputs and gradients, with the keep masks it drew recorded and replayed into the reference."""
+    from seqrl.models import trajectory_transformer as tt
+
+    model = make_model()
+    T = 100  # three query blocks of _ATTENTION_ROWS = 40: the skipped upper blocks are exercised
+    assert T > 2 * tt._ATTENTION_ROWS
+    mask = model._positions(T, 0, 0, torch.device("cpu"))[2].double()
+    drawn = []
+
+    def recording_keep_mask(shape, p_, device, dtype):
+        keep = torch.rand(shape, device=device).ge_(p_).to(dtype)
+        drawn.append(keep.clone())
+        return keep
+
+    monkeypatch.setattr(tt, "_keep_mask", recording_keep_mask)
+    g = torch.Generator().manual_seed(3)
+    B, H, hd = 2, 3, 8
+    q, k, v = (torch.randn(B, H, T, hd, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(B, H, T, hd, generator=g, dtype=torch.float64)
+
+    y = tt._TrainingAttention.apply(q, k, v, mask, p)
+    fast_grads = torch.autograd.grad(y, (q, k, v), grad_out)
+
+    # the blocks' keep masks, zero-padded to [B*H, T, T] (the padding lies where the mask is -inf)
+    keep = torch.zeros(B * H, T, T, dtype=torch.float64)
+    row = 0
+    for block in drawn:
+        keep[:, row : row + block.shape[1], : block.shape[2]] = block
+        row += block.shape[1]
+    assert row == T and len(drawn) == 3
+    if p > 0:
+        dropped_share = 1 - keep[:, mask == 0].mean()
+        assert abs(dropped_share - p) < 0.02
+    probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1)
+    y_ref = (probs * keep.view(B, H, T, T) / (1 - p)) @ v
+    ref_grads = torch.autograd.grad(y_ref, (q, k, v), grad_out)
+
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    for fast, ref, name in zip(fast_grads, ref_grads, "qkv"):
+        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9, msg=lambda m: f"grad {name}: {m}")
