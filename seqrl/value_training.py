@@ -23,7 +23,8 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 @dataclass
 class RunConfig:
-    dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "built-in or local Minari id, saved EpisodeDataset dir, .npz, or Hub dataset repo id"})
+    dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "built-in or local Minari id, saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
+    env_id: str = field(default="", metadata={"help": "gymnasium env for evaluation (default: the one the dataset records)"})
     output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the final policy go (default outputs/<algo>/<dataset>)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
     normalize_observations: bool = field(default=True, metadata={"help": "per-dimension mean/std of observations (CORL)"})
@@ -98,6 +99,8 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     seed_everything(algo_config.seed)
 
     episodes = EpisodeDataset.load(cfg.dataset)
+    if cfg.env_id:
+        episodes.metadata["env_id"] = cfg.env_id
     buffer = TransitionBuffer(episodes, BufferConfig(normalize_observations=cfg.normalize_observations,
                                                      normalize_reward=cfg.normalize_reward),
                               device=device, seed=algo_config.seed)
@@ -109,6 +112,8 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
           f"{algo_config.max_steps:,} updates of batch {algo_config.batch_size} on {device}")
 
     evaluate = None
+    if cfg.eval_episodes > 0 and not episodes.env_id:
+        print("warning: no evaluation: the dataset records no environment (pass --env_id)")
     if cfg.eval_episodes > 0 and episodes.env_id:
         from seqrl.evaluation import evaluate as rollout
 

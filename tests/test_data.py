@@ -129,6 +129,41 @@ def test_save_to_disk_and_npz_round_trip(tmp_path):
         EpisodeDataset.load(str(tmp_path / "nope"))
 
 
+def test_d4rl_hdf5_file_loads_with_env_from_its_name(tmp_path):
+    """A file laid out as D4RL's hopper-medium-v2.hdf5 (arrays at the root, infos/ and metadata/
+    groups beside them) loads like the arrays, with D4RL's env, time limit and action bounds."""
+    import h5py
+
+    data = make_arrays(n=12, obs_dim=11, act_dim=3, ends={4: "term", 11: "trunc"})
+    path = tmp_path / "hopper-medium-v2.hdf5"
+    with h5py.File(path, "w") as f:
+        for k, v in data.items():
+            f[k] = v
+        f["infos/qpos"] = np.zeros((12, 6))
+        f["metadata/algorithm"] = "SAC"
+    ds = EpisodeDataset.load(str(path))
+    want = EpisodeDataset.from_d4rl(data)
+    for k, v in want.arrays().items():
+        np.testing.assert_array_equal(ds.arrays()[k], v)
+    assert ds.env_id == "Hopper-v4" and ds.metadata["max_episode_steps"] == 1000
+    assert ds.metadata["action_low"] == [-1.0] * 3 and ds.metadata["dataset_id"] == "hopper-medium-v2"
+    # D4RL's download names use underscores: walker2d_medium_replay-v2.hdf5
+    from seqrl.data.episodes import d4rl_metadata
+
+    assert d4rl_metadata("walker2d_medium_replay-v2")["dataset_id"] == "walker2d-medium-replay-v2"
+    assert d4rl_metadata("halfcheetah-expert-v2")["env_id"] == "HalfCheetah-v4"
+    assert TransitionBuffer(ds).actions.shape == (12, 3)
+    # any other name keeps only what the file says; a broken file is one clear error
+    other = tmp_path / "my-robot.h5"
+    other.write_bytes(path.read_bytes())
+    assert EpisodeDataset.load(str(other)).env_id is None
+    (tmp_path / "broken-v2.hdf5").write_text("not hdf5")
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        EpisodeDataset.load(str(tmp_path / "broken-v2.hdf5"))
+    with pytest.raises(DataError, match="no such saved EpisodeDataset"):
+        EpisodeDataset.load("missing-medium-v2.hdf5")
+
+
 def test_minari_loader_keeps_flags_spaces_and_time_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     import gymnasium as gym

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,13 +197,15 @@ class EpisodeDataset:
 
     @classmethod
     def from_d4rl(cls, data, *, metadata: dict[str, Any] | None = None) -> "EpisodeDataset":
-        """A D4RL-style dict or .npz path: observations, actions, rewards, terminals, timeouts[, next_observations]."""
+        """A D4RL-style dict, or a D4RL .hdf5 / .npz file: observations, actions, rewards, terminals,
+        timeouts[, next_observations]. For a D4RL gym-mujoco file name (`hopper-medium-v2.hdf5`)
+        the environment and time limit are filled in (see `d4rl_metadata`); `metadata` overrides."""
         if isinstance(data, (str, os.PathLike)):
             path = Path(data)
             if not path.exists():
                 raise DataError(f"D4RL-style file not found: {path}")
-            data = dict(np.load(path, allow_pickle=False))
-            metadata = {"source": f"npz:{path}", **(metadata or {})}
+            data = _read_d4rl_file(path)
+            metadata = {"source": f"{path.suffix[1:]}:{path}", **d4rl_metadata(path.stem), **(metadata or {})}
         required = ["observations", "actions", "rewards", "terminals"]
         missing = [k for k in required if k not in data]
         if missing:
@@ -251,15 +254,16 @@ class EpisodeDataset:
 
     @classmethod
     def load(cls, source: str) -> "EpisodeDataset":
-        """One entry point for every source: a saved directory, a .npz file, a built-in or
+        """One entry point for every source: a saved directory, a D4RL .hdf5/.npz file, a built-in or
         local Minari id, or a Hub dataset repo id (tried in that order)."""
         path = Path(source)
         if path.is_dir() and (path / METADATA_FILE).exists() and (path / "data").is_dir():
             return cls.load_from_disk(path)
-        if path.suffix == ".npz" and path.exists():
+        if path.suffix in D4RL_FILE_SUFFIXES and path.exists():
             return cls.from_d4rl(path)
-        if path.is_absolute() or source.startswith((".", "~")):
-            raise DataError(f"cannot load dataset {source!r}: no such saved EpisodeDataset directory or .npz file")
+        if path.is_absolute() or source.startswith((".", "~")) or path.suffix in D4RL_FILE_SUFFIXES:
+            raise DataError(f"cannot load dataset {source!r}: no such saved EpisodeDataset directory or "
+                            f"{'/'.join(D4RL_FILE_SUFFIXES)} file")
         from seqrl.data import builtin
         from seqrl.data.minari import is_local_minari, load_minari
 
@@ -269,7 +273,7 @@ class EpisodeDataset:
         if is_local_minari(source):
             return load_minari(source)
         if path.exists():
-            raise DataError(f"{source} exists but is neither a saved EpisodeDataset directory nor a .npz file")
+            raise DataError(f"{source} exists but is neither a saved EpisodeDataset directory nor a D4RL-style file")
         try:
             return cls.from_hub(source)
         except Exception as err:  # noqa: BLE001 - one clear message for an unknown source
@@ -434,3 +438,39 @@ def _json_default(x):
     if isinstance(x, np.ndarray):
         return x.tolist()
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+D4RL_FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
+_D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
+# D4RL gym-mujoco datasets were collected in gym's mujoco-py *-v3 envs; gymnasium's *-v4 are the same
+# models and rewards on the mujoco bindings (Ant with contact forces in its 111-dim observation).
+# Actions lie in [-1, 1] in all four (env id, kwargs, action dims).
+_D4RL_ENVS = {
+    "hopper": ("Hopper-v4", {}, 3), "halfcheetah": ("HalfCheetah-v4", {}, 6), "walker2d": ("Walker2d-v4", {}, 6),
+    "ant": ("Ant-v4", {"use_contact_forces": True}, 8),
+}
+
+
+def d4rl_metadata(name: str) -> dict[str, Any]:
+    """Environment and time limit for a D4RL gym-mujoco dataset name such as `hopper-medium-v2` or
+    D4RL's download name `walker2d_medium_replay-v2` (D4RL's 1000-step limit); empty otherwise."""
+    match = re.fullmatch(r"(hopper|halfcheetah|walker2d|ant)[-_]([a-z_-]+)-(v[0-2])", name)
+    if not match:
+        return {}
+    env_id, env_kwargs, act_dim = _D4RL_ENVS[match.group(1)]
+    dataset_id = f"{match.group(1)}-{match.group(2).replace('_', '-')}-{match.group(3)}"
+    return {"dataset_id": dataset_id, "env_id": env_id, "env_kwargs": env_kwargs, "max_episode_steps": 1000,
+            "action_low": [-1.0] * act_dim, "action_high": [1.0] * act_dim}
+
+
+def _read_d4rl_file(path: Path) -> dict[str, np.ndarray]:
+    """The D4RL arrays of a .npz or a D4RL .hdf5 file (its infos/ and metadata/ groups are skipped)."""
+    if path.suffix == ".npz":
+        return dict(np.load(path, allow_pickle=False))
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return {k: f[k][()] for k in _D4RL_KEYS if k in f and isinstance(f[k], h5py.Dataset)}
+    except OSError as err:
+        raise DataError(f"{path} is not a readable HDF5 file ({err})") from None
