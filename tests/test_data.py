@@ -288,18 +288,31 @@ def test_token_windows_equal_hand_built_windows(tmp_path):
     truncated = ds.arrays()["truncated"][starts + lengths - 1]
     ids = np.arange(len(w))
     X, Y, M = w.__getitems__(ids)
-    for i in ids:
-        e, s = w.window_episode[i], w.window_start[i]
+    # windows numbered episode by episode, starts 0 .. length - 2 (official range(path_length - 1))
+    by_hand = [(e, s) for e in range(len(lengths)) for s in range(lengths[e] - 1)]
+    assert list(zip(*w.window_position(ids))) == by_hand
+    for i, (e, s) in zip(ids, by_hand):
         x, y, m = window_by_hand(joined, w.discretizer, starts[e], lengths[e], s, 4, 7, 8, truncated[e])
         np.testing.assert_array_equal(X[i].numpy(), x)
         np.testing.assert_array_equal(Y[i].numpy(), y)
         np.testing.assert_array_equal(M[i].numpy(), m)
     # stop tokens after the termination of episode 0 stay in the loss
-    last = max(i for i in ids if w.window_episode[i] == 0)
+    window_episode = w.window_position(ids)[0]
+    last = max(i for i, e in zip(ids, window_episode) if e == 0)
     first_stop = int((Y[last] == 7).nonzero()[0])
     assert M[last][first_stop] == 1  # predicting the stop token is part of the loss
     # episode 3 (rows 18-29) is 12 long, longer than max_path_length 8: rows past step 7 are masked
-    assert any(M[i].min() == 0 for i in ids if w.window_episode[i] == 3)
+    assert any(M[i].min() == 0 for i, e in zip(ids, window_episode) if e == 3)
+
+
+def test_window_ids_skip_single_transition_episodes_and_reject_out_of_range(tmp_path):
+    # episodes of lengths 1, 4, 1, 1, 3: windows (1, 0..2) and (4, 0..1)
+    ds = EpisodeDataset.from_d4rl(make_arrays(n=10, ends={0: "term", 4: "trunc", 5: "term", 6: "term"}))
+    w = TokenWindows(ds, TokenizerConfig(n_bins=5, context=2), cache_dir=tmp_path)
+    episode, start = w.window_position(np.arange(len(w)))
+    assert list(zip(episode, start)) == [(1, 0), (1, 1), (1, 2), (4, 0), (4, 1)]
+    with pytest.raises(IndexError, match="window ids"):
+        w.__getitems__([len(w)])
 
 
 def test_token_cache_is_reused_by_fingerprint(tmp_path):
@@ -308,7 +321,7 @@ def test_token_cache_is_reused_by_fingerprint(tmp_path):
     files = sorted(tmp_path.glob("tokens-*.arrow"))
     assert len(files) == 1
     w2 = TokenWindows(ds, TokenizerConfig(n_bins=5, context=3), cache_dir=tmp_path)
-    assert w2.tokens_dataset.cache_files[0]["filename"] == str(files[0])
+    assert w1.cache_file == w2.cache_file == files[0]
     np.testing.assert_array_equal(w1.tokens, w2.tokens)
     TokenWindows(ds, TokenizerConfig(n_bins=5, context=3, discount=0.5), cache_dir=tmp_path)
     assert len(list(tmp_path.glob("tokens-*.arrow"))) == 2  # other settings, other file

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from seqrl.data.memory import release_free_memory
 from seqrl.data.validation import DataError, check_finite, check_rows
 
 METADATA_FILE = "seqrl_metadata.json"
@@ -316,6 +317,7 @@ class EpisodeDataset:
         # An explicit fingerprint: datasets would otherwise hash (copy) the whole in-memory table.
         dataset = Dataset(table.cast(features.arrow_schema), info=DatasetInfo(features=features),
                           fingerprint=generate_random_fingerprint())
+        release_free_memory()  # the build's temporaries
         return cls(dataset, meta)
 
     # ------------------------------------------------------------------ views

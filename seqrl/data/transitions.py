@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from seqrl.data.episodes import EpisodeDataset
+from seqrl.data.memory import release_free_memory
 from seqrl.data.validation import DataError
 
 
@@ -74,6 +75,7 @@ class TransitionBuffer:
         self.size = len(self.rewards)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        release_free_memory()  # the conversions' temporaries
 
     def __len__(self) -> int:
         return self.size

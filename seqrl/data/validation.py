@@ -19,7 +19,8 @@ def check_rows(columns: dict[str, np.ndarray]) -> None:
 def check_finite(columns: dict[str, np.ndarray]) -> None:
     for name, x in columns.items():
         x = np.asarray(x)
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
+        # checked in slices of rows: no bool temporary the size of the data
+        if x.dtype.kind == "f" and not all(np.isfinite(x[i : i + 65536]).all() for i in range(0, len(x), 65536)):
             bad = np.argwhere(~np.isfinite(x))[0]
             kind = "NaN" if np.isnan(x[tuple(bad)]) else "inf"
             raise DataError(f"{name} contains {kind} (first at index {tuple(int(i) for i in bad)})")

@@ -17,7 +17,8 @@ time limit and max_path_length 1000 the two are identical).
 
 The per-transition tokens are a `datasets` map over the EpisodeDataset, written to an Arrow
 cache file named by a fingerprint of (data, discretizer, discount, penalty) and memory-mapped
-on reuse; windows are gathered from them with vectorised numpy per batch.
+on reuse; its tokens are read once into a compact uint8 array, from which windows are gathered
+with vectorised numpy per batch.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 from seqrl.data.discretize import Discretizer
 from seqrl.data.episodes import EpisodeDataset
+from seqrl.data.memory import release_free_memory
 from seqrl.data.returns import apply_termination_penalty, reward_to_go
 from seqrl.data.validation import DataError
 
@@ -89,18 +91,22 @@ class TokenWindows(torch.utils.data.Dataset):
         self.episode_starts, self.episode_lengths = starts, lengths
         self.episode_truncated = episodes.arrays()["truncated"][starts + lengths - 1]
         self._episodes_hf = episodes.hf
-        self.tokens_dataset = self._tokenize(joined, starts, cache_dir)
+        tokens_dataset = self._tokenize(joined, starts, cache_dir)
         del self._episodes_hf
-        self.tokens = _column_as_numpy(self.tokens_dataset, "tokens").reshape(-1, self.transition_dim)
+        self.cache_file = Path(tokens_dataset.cache_files[0]["filename"])
+        # One compact in-memory copy (1 byte per token: a seventh of the float data) for per-batch
+        # gathers across the file's many record batches; the mapping is then released so the file's
+        # pages do not stay in memory beside it.
+        self.tokens = _column_as_numpy(tokens_dataset, "tokens").reshape(-1, self.transition_dim)
+        del tokens_dataset
 
-        # Window index: official `for i in range(path_length - 1)` per episode.
-        n_windows = np.maximum(lengths - 1, 0)
-        if n_windows.sum() == 0:
+        # Window index: official `for i in range(path_length - 1)` per episode, numbered episode by
+        # episode; `window_position` finds a window's episode and start per batch (nothing per window).
+        self.episode_windows = np.maximum(lengths - 1, 0)
+        self.window_ends = np.cumsum(self.episode_windows)
+        if self.window_ends[-1] == 0:
             raise DataError("no training windows: every episode has a single transition")
-        total = int(n_windows.sum())
-        self.window_episode = np.repeat(np.arange(len(lengths), dtype=np.int32), n_windows)
-        first = np.repeat((np.cumsum(n_windows) - n_windows).astype(np.int32), n_windows)
-        self.window_start = np.arange(total, dtype=np.int32) - first
+        release_free_memory()  # the tokenization's temporaries
 
     # ------------------------------------------------------------------ tokens
     def _fingerprint(self, joined: list[np.ndarray], starts: np.ndarray) -> str:
@@ -138,14 +144,23 @@ class TokenWindows(torch.utils.data.Dataset):
         # Map over a zero-copy single-column view of the transitions; rows come from `joined`.
         rows_view = self._episodes_hf.select_columns(["reward"])
         return rows_view.map(
-            encode, batched=True, batch_size=65536, with_indices=True, remove_columns=["reward"],
+            encode, batched=True, batch_size=16384, with_indices=True, remove_columns=["reward"],
             features=features, cache_file_name=str(cache_file), new_fingerprint=fingerprint,
             desc="tokenizing transitions",
         )
 
     # ------------------------------------------------------------------ windows
     def __len__(self) -> int:
-        return len(self.window_start)
+        return int(self.window_ends[-1])
+
+    def window_position(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """(episode, start step) of window ids: the first episode whose cumulative window count
+        exceeds the id (episodes of length 1 have none and are skipped)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"window ids must lie in [0, {len(self)}), got [{indices.min()}, {indices.max()}]")
+        episode = np.searchsorted(self.window_ends, indices, side="right")
+        return episode, indices - (self.window_ends[episode] - self.episode_windows[episode])
 
     def __getitem__(self, i):
         x, y, m = self.__getitems__([i])
@@ -153,9 +168,7 @@ class TokenWindows(torch.utils.data.Dataset):
 
     def __getitems__(self, indices):
         """X, Y [B, context*D - 1] long and loss mask [B, context*D - 1] float for window ids."""
-        indices = np.asarray(indices)
-        episode = self.window_episode[indices]
-        start = self.window_start[indices]
+        episode, start = self.window_position(indices)
         t = start[:, None] + np.arange(self.config.context)[None]            # step of each row
         length = self.episode_lengths[episode][:, None]
         inside = t < length
