@@ -85,8 +85,14 @@ def time_updates(sample: Callable[[], Any], update: Callable[[Any], Any], warmup
                  updates: int) -> dict[str, Any]:
     """Warm-up steps, then `updates` timed steps of sample + update. Wall and process CPU time,
     in total and for the sampling part, plus per-step medians (robust to short stalls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     for _ in range(warmup):
         update(sample())
+    # one more warm-up step, with torch counting the matmul FLOPs it runs (the arithmetic floor)
+    with FlopCounterMode(display=False) as counter:
+        update(sample())
+    flops = counter.get_total_flops()
     perf, cpu = time.perf_counter, time.process_time
     step_wall = np.empty(updates)
     step_cpu = np.empty(updates)
@@ -110,6 +116,7 @@ def time_updates(sample: Callable[[], Any], update: Callable[[Any], Any], warmup
         "step_wall_median_s": float(np.median(step_wall)),
         "step_cpu_median_s": float(np.median(step_cpu)),
         "updates_per_s": updates / wall, "cpu_updates_per_s": updates / max(cpu_s, 1e-12),
+        "gflop_per_update": flops / 1e9, "gflop_per_s": flops / 1e9 * updates / wall,
     }
 
 
@@ -224,6 +231,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "update_only_cpu_updates_per_s": median(
             [r["updates"] / max(r["cpu_s"] - r["sample_cpu_s"], 1e-12) for r in runs]),
         "cpu_over_wall": median([r["cpu_s"] / r["wall_s"] for r in runs]),
+        "gflop_per_update": median([r["gflop_per_update"] for r in runs]),
+        "gflop_per_s": median([r["gflop_per_s"] for r in runs]),
         "runs": runs,
     }
 
@@ -244,8 +253,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     t = result["settings"]["threads"]
     rows = [
         f"| algorithm | seqrl upd/s | d3rlpy upd/s | ratio | seqrl upd/CPU-s | d3rlpy upd/CPU-s "
-        f"| ratio (CPU) | d3rlpy time in sampling |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| ratio (CPU) | d3rlpy time in sampling | GFLOP/update seqrl, d3rlpy | GFLOP/s seqrl, d3rlpy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for algo, a in result["algorithms"].items():
         s, d = a["seqrl"], a["d3rlpy"]
@@ -253,7 +262,8 @@ def markdown_table(result: dict[str, Any]) -> str:
             f"| {LABELS[algo]} | {fmt(s['updates_per_s'])} | {fmt(d['updates_per_s'])} "
             f"| {a['ratio_wall']:.2f}x | {fmt(s['cpu_updates_per_s'])} "
             f"| {fmt(d['cpu_updates_per_s'])} | {a['ratio_cpu']:.2f}x "
-            f"| {100 * d['sample_share_cpu']:.0f}% |")
+            f"| {100 * d['sample_share_cpu']:.0f}% | {s['gflop_per_update']:.2f}, {d['gflop_per_update']:.2f} "
+            f"| {s['gflop_per_s']:.0f}, {d['gflop_per_s']:.0f} |")
     rows.append("")
     rows.append(
         f"Medians of {result['settings']['repeats']} interleaved runs per cell, each a fresh "
