@@ -53,6 +53,8 @@ def main(argv=None) -> dict:
     out = Path(config.output_dir)
 
     episodes = EpisodeDataset.load(config.dataset)
+    if config.env_id:
+        episodes.metadata["env_id"] = config.env_id
     tokenizer = TokenizerConfig(discount=config.discount, termination_penalty=config.termination_penalty,
                                 n_bins=config.n_bins, method=config.discretizer, context=config.context,
                                 max_path_length=config.max_path_length)
