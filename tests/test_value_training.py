@@ -110,3 +110,18 @@ def test_d4rl_configs_carry_the_peers_settings(name, expected):
     assert cfg.dataset == f"{stem.split('-')[0]}_{'_'.join(stem.split('-')[1:-1])}-v2.hdf5"
     for key, value in expected.items():
         assert getattr(cfg, key) == pytest.approx(value) if isinstance(value, float) else getattr(cfg, key) == value, key
+
+
+def test_awac_paper_yaml_equals_the_paper_preset():
+    import dataclasses
+
+    from seqrl.algos.awac import AWACConfig
+    from seqrl.config import parse_config
+    from seqrl.value_training import combined_config_class
+
+    cls, _ = combined_config_class("awac")
+    cfg = parse_config(cls, ["--config", str(CONFIGS / "awac" / "hopper-medium-v2-paper.yaml")])
+    paper = AWACConfig.paper(max_steps=500_000)
+    for f in dataclasses.fields(AWACConfig):
+        if f.init and f.name != "seed":
+            assert getattr(cfg, f.name) == getattr(paper, f.name), f.name
