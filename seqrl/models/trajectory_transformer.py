@@ -92,8 +92,14 @@ class TrajectoryTransformerOutput(ModelOutput):
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
-    past_key_values: tuple[KV, ...] | None = None
+    # named `cache`: transformers >= 5.24 renames a ModelOutput field called `past_key_values` to `cache`
+    cache: tuple[KV, ...] | None = None
     losses_by_type: dict[str, torch.Tensor] | None = None
+
+    @property
+    def past_key_values(self) -> tuple[KV, ...] | None:
+        """The same tuple as `cache`, under the name the forward takes it back."""
+        return self.cache
 
 
 def _keep_mask(shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -377,7 +383,7 @@ class TrajectoryTransformerModel(PreTrainedModel):
         output = TrajectoryTransformerOutput(
             loss=loss,
             logits=logits,
-            past_key_values=tuple(presents) if use_cache else None,
+            cache=tuple(presents) if use_cache else None,
             losses_by_type=losses_by_type,
         )
         return output if return_dict else output.to_tuple()
