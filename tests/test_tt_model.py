@@ -367,8 +367,10 @@ def test_training_attention_matches_autograd(monkeypatch, p):
     mask = model._positions(T, 0, 0, torch.device("cpu"))[2].double()
     drawn = []
 
+    real_keep_mask = tt._keep_mask
+
     def recording_keep_mask(shape, p_, device, dtype):
-        keep = torch.rand(shape, device=device).ge_(p_).to(dtype)
+        keep = real_keep_mask(shape, p_, device, dtype)
         drawn.append(keep.clone())
         return keep
 
@@ -398,3 +400,32 @@ def test_training_attention_matches_autograd(monkeypatch, p):
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
     for fast, ref, name in zip(fast_grads, ref_grads, "qkv"):
         torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9, msg=lambda m: f"grad {name}: {m}")
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_keep_mask_drop_rate_and_dropout_scaling(p):
+    """The cheap CPU dropout mask drops p of the entries (on a 2**-16 grid), independently of position,
+    is reproducible under torch.manual_seed, and Dropout rescales the kept entries by 1 / (1 - p)."""
+    from seqrl.models import trajectory_transformer as tt
+
+    torch.manual_seed(0)
+    keep = tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32)  # odd size: the last draw is cut
+    assert keep.dtype == torch.float32 and keep.shape == (400, 2501)
+    assert set(keep.unique().tolist()) == {0.0, 1.0}
+    n = keep.numel()
+    dropped = 1 - keep.double().mean()
+    assert abs(dropped - p) < 4 * math.sqrt(p * (1 - p) / n)
+    # each of the four 16-bit slices of a draw, and each column, drops at the same rate
+    for lane in range(4):
+        lane_drop = 1 - keep.flatten()[lane::4].double().mean()
+        assert abs(lane_drop - p) < 4 * math.sqrt(p * (1 - p) / (n / 4))
+    assert (1 - keep.double().mean(0)).std() < 3 * math.sqrt(p * (1 - p) / 400)
+    torch.manual_seed(0)
+    assert torch.equal(tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32), keep)
+
+    dropout = tt.Dropout(p).train()
+    x = torch.rand(300, 700) + 1.0
+    y = dropout(x)
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p))
+    assert abs((1 - kept.double().mean()) - p) < 4 * math.sqrt(p * (1 - p) / x.numel())
