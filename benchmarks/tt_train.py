@@ -17,6 +17,11 @@ training step, within 1e-4.
     python benchmarks/tt_train.py                 # defaults: batches 256 and 32, 3 repeats, 1 thread (~8 min)
     python benchmarks/tt_train.py --quick         # smoke run: tiny batch, 1 step, prints only
     python benchmarks/tt_train.py --threads 0     # torch's default thread count (all cores) in both workers
+    python benchmarks/tt_train.py --malloc default  # glibc's default heap thresholds on both sides
+
+Heap: seqrl's training loop keeps freed blocks in the heap between steps (seqrl/data/memory.py). The
+worker times the step outside that loop, so by default both sides get the same settings as environment
+variables: the ratio is like for like, not a gain from the allocator.
 
 Writes benchmarks/results/tt_train.json and prints markdown table lines for the README.
 """
@@ -53,14 +58,17 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
+MALLOC_ENV: dict[str, str] = {}  # set by --malloc: the same heap settings for both sides
+
+
 def peer_env() -> dict:
-    env = dict(os.environ)
+    env = dict(os.environ, **MALLOC_ENV)
     env.pop("PYTHONPATH", None)  # nothing from this environment may leak into the peer's
     return env
 
 
 def seqrl_env() -> dict:
-    env = dict(os.environ)
+    env = dict(os.environ, **MALLOC_ENV)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -159,9 +167,17 @@ def main() -> None:
                     "which made steps 2-5x slower and far noisier here")
     ap.add_argument("--check-batch", type=int, default=8, help="batch of the same-loss check")
     ap.add_argument("--quick", action="store_true", help="smoke run: batch 4, 1 repeat of 1 step; writes no JSON")
+    ap.add_argument("--malloc", choices=["reuse", "default"], default="reuse",
+                    help="glibc heap settings of both workers: 'reuse' (default) gives both sides the thresholds "
+                    "seqrl's training loop sets (seqrl/data/memory.py), as environment variables; 'default' "
+                    "leaves glibc's adaptive ones on both sides")
     ap.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV, help="the peer's venv (created if missing)")
     ap.add_argument("--out", type=Path, default=None, help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT)})")
     args = ap.parse_args()
+    if args.malloc == "reuse":
+        from seqrl.data.memory import reuse_freed_memory_env
+
+        MALLOC_ENV.update(reuse_freed_memory_env())
     if args.quick:
         args.batch_sizes, args.repeats, args.steps, args.check_batch = "4", 1, 1, 2
     out_path = args.out if args.out is not None else (None if args.quick else DEFAULT_OUT)
@@ -221,6 +237,7 @@ def main() -> None:
             "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.1,
             "optimizer": "AdamW lr 6e-4 betas (0.9, 0.95) weight_decay 0.1 (weights only), grad clip 1.0",
             "warmup_steps": args.warmup, "threads": args.threads or "torch default",
+            "malloc": {"mode": args.malloc, "env_both_sides": MALLOC_ENV},
         },
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "peer": {"package": "transformers==4.30.2", "class": "TrajectoryTransformerModel",

@@ -13,7 +13,9 @@ Settings, identical on both sides (see SPECS):
           (learned SAC temperature, fixed conservative weight 10: d3rlpy's reproduction setting)
     AWAC  4x256 actor and twin critics, batch 1024, lambda 1, actor weight decay 1e-4, one policy
           sample for the advantage (AWAC paper / d3rlpy reproduction; seqrl `AWACConfig.paper()`)
-No observation or reward scaling on either side. d3rlpy runs eagerly (`compile_graph=False`, its
+Heap: seqrl's training loop keeps freed blocks in the heap between updates (seqrl/data/memory.py);
+by default every worker of both libraries gets the same glibc thresholds as environment variables
+(`--malloc default` keeps glibc's own on both). No observation or reward scaling on either side. d3rlpy runs eagerly (`compile_graph=False`, its
 default; its compiled mode targets CUDA).
 
 What one step is: sampling a batch from the library's own buffer plus one `update` call
@@ -196,10 +198,10 @@ def ensure_d3rlpy_venv(venv: Path = D3RLPY_VENV) -> Path:
 # ---------------------------------------------------------------------------- driver
 
 def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, warmup: int,
-               threads: int, seed: int) -> dict[str, Any]:
+               threads: int, seed: int, malloc_env: dict[str, str]) -> dict[str, Any]:
     script = HERE / f"_{impl}_worker.py"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+               PYTHONWARNINGS="ignore", TQDM_DISABLE="1", **malloc_env)
     if impl == "seqrl":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     else:
@@ -293,9 +295,18 @@ def main() -> None:
                    help="smoke run: 1 repeat, few updates (numbers are not meaningful)")
     p.add_argument("--out", default=str(HERE / "results" / "value_based.json"),
                    help="JSON output (default benchmarks/results/value_based.json)")
+    p.add_argument("--malloc", choices=["reuse", "default"], default="reuse",
+                   help="glibc heap settings of every worker: 'reuse' (default) gives both libraries the "
+                   "thresholds seqrl's training loop sets (seqrl/data/memory.py), as environment "
+                   "variables, so the ratio is like for like; 'default' keeps glibc's adaptive ones")
     p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV), help="the peer's venv "
                    "(created if missing)")
     args = p.parse_args()
+    malloc_env: dict[str, str] = {}
+    if args.malloc == "reuse":
+        from seqrl.data.memory import reuse_freed_memory_env
+
+        malloc_env = reuse_freed_memory_env()
 
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     unknown = sorted(set(algos) - set(ALGOS))
@@ -326,7 +337,7 @@ def main() -> None:
             for algo in algos:
                 for impl in order:
                     r = run_worker(impl, pythons[impl], algo, data_path, updates[algo],
-                                   warmup[algo], args.threads, args.seed + rep)
+                                   warmup[algo], args.threads, args.seed + rep, malloc_env)
                     runs[algo][impl].append(r)
                     print(f"[{rep + 1}/{repeats}] {algo:4s} {impl:6s} "
                           f"{r['updates_per_s']:8.1f} upd/s  {r['cpu_updates_per_s']:8.1f} "
@@ -342,7 +353,8 @@ def main() -> None:
                     "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "versions": {impl: first[impl]["versions"] for impl in first},
-        "settings": {"threads": args.threads, "repeats": repeats, "updates": updates,
+        "settings": {"threads": args.threads, "malloc": {"mode": args.malloc, "env": malloc_env},
+                     "repeats": repeats, "updates": updates,
                      "warmup": warmup, "seed": args.seed, "quick": args.quick,
                      "order": "per repeat and algorithm: seqrl then d3rlpy on even repeats, "
                               "d3rlpy then seqrl on odd ones",

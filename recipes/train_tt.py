@@ -81,7 +81,8 @@ def main(argv=None) -> dict:
     learner = TTLearner(model, config, len(windows), accelerator)
     batches = WindowBatches(windows, config.batch_size, config.seed, accelerator.process_index,
                             accelerator.num_processes, device=accelerator.device)
-    loop = LoopConfig(max_steps=steps, log_every=config.log_every, save_every=config.save_every)
+    loop = LoopConfig(max_steps=steps, log_every=config.log_every, save_every=config.save_every,
+                      reuse_freed_memory=config.reuse_freed_memory)
     result = train(learner, batches, loop, out, accelerator=accelerator, resume=config.resume)
 
     if accelerator.is_main_process:

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from seqrl.data.memory import reuse_freed_memory
+
 CHECKPOINT_DIR = "checkpoints"
 LATEST_FILE = "latest"
 
@@ -48,6 +50,7 @@ class LoopConfig:
     eval_every: int = 0            # 0: evaluate only at the end (when an evaluator is given)
     keep_checkpoints: int = 2
     progress: bool = True
+    reuse_freed_memory: bool = True  # glibc heap thresholds for step-to-step reuse (seqrl/data/memory.py)
     extra_log: dict = field(default_factory=dict)
 
 
@@ -145,6 +148,8 @@ def train(
     """Run `config.max_steps` updates; returns the last logged metrics and evaluation."""
     output_dir = Path(output_dir)
     is_main = accelerator is None or accelerator.is_main_process
+    if config.reuse_freed_memory:
+        reuse_freed_memory()
     start = 0
     if resume:
         ckpt = latest_checkpoint(output_dir)

@@ -31,6 +31,7 @@ class RunConfig:
     normalize_reward: bool = field(default=False, metadata={"help": "IQL-style r * 1000 / (max_return - min_return)"})
     log_every: int = field(default=500, metadata={"help": "log metrics every N updates"})
     save_every: int = field(default=5000, metadata={"help": "write a resumable checkpoint every N updates"})
+    reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/data/memory.py)"})
     eval_every: int = field(default=0, metadata={"help": "evaluate in the environment every N updates (0: only at the end)"})
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation (0: no evaluation)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
@@ -131,7 +132,7 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
             return metrics
 
     loop = LoopConfig(max_steps=algo_config.max_steps, log_every=cfg.log_every, save_every=cfg.save_every,
-                      eval_every=cfg.eval_every)
+                      eval_every=cfg.eval_every, reuse_freed_memory=cfg.reuse_freed_memory)
     result = train(AlgorithmLearner(algo), BufferBatches(buffer, algo_config.batch_size), loop, out,
                    evaluate=evaluate, resume=cfg.resume)
 

@@ -59,6 +59,7 @@ class TTConfig:
     # loop
     log_every: int = field(default=50, metadata={"help": "log metrics every N updates"})
     save_every: int = field(default=1000, metadata={"help": "write a resumable checkpoint every N updates"})
+    reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/data/memory.py)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
     eval_episodes: int = field(default=0, metadata={"help": "plan this many episodes after training (0: skip)"})
 
