@@ -20,7 +20,7 @@ explicit `k.expand(B, -1, -1, -1)` works too since the cache is never required t
 Training on CPU: with dropout on, `F.scaled_dot_product_attention` falls back to an unfused path and
 `F.dropout` draws a double per element, so attention runs `_TrainingAttention` (blocked causal, with a
 hand-written backward) and dropout masks come from 16-bit slices of 64-bit draws (see `_keep_mask`): the
-same math and distribution (p on a 2**-16 grid), about 1.8x faster per training step at Hopper shapes
+same math and distribution (p on a 2**-16 grid), 1.7-2.5x faster per training step at Hopper shapes
 (benchmarks/tt_train.py). Other devices and eval mode use SDPA and `F.dropout` as before.
 """
 
