@@ -37,13 +37,14 @@ def test_training_heap_keeps_a_step_sized_block_and_trim_still_releases_it():
     x = torch.empty(size // 4)  # float32
     x.fill_(1.0)
     during = mallinfo()
+    slack = 2**20  # other threads (test servers, GC) may allocate or free small blocks meanwhile
     # served from the heap, not by a fresh mmap that would be faulted in and unmapped every step
-    assert during.hblkhd == before.hblkhd
-    assert during.uordblks >= before.uordblks + size
+    assert during.hblkhd < before.hblkhd + size - slack
+    assert during.uordblks >= before.uordblks + size - slack
     del x
     after = mallinfo()
     # freed but kept: the next step reuses it instead of asking the OS again
-    assert after.arena == during.arena and after.fordblks >= size
+    assert after.arena >= during.arena and after.fordblks >= size - slack
     # what the dataset builders call: the kept pages go back to the OS (the heap may keep its address
     # range when the block is not at its top; malloc_trim then releases the pages inside it)
     rss_kept = rss_bytes()
