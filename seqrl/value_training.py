@@ -31,6 +31,7 @@ class RunConfig:
     normalize_reward: bool = field(default=False, metadata={"help": "IQL-style r * 1000 / (max_return - min_return)"})
     log_every: int = field(default=500, metadata={"help": "log metrics every N updates"})
     save_every: int = field(default=5000, metadata={"help": "write a resumable checkpoint every N updates"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the loss functions (CPU: ~15% more IQL updates/s after ~10 s of compiling; checkpoints are unaffected)"})
     reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/data/memory.py)"})
     eval_every: int = field(default=0, metadata={"help": "evaluate in the environment every N updates (0: only at the end)"})
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation (0: no evaluation)"})
@@ -108,6 +109,8 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     algo = build_algorithm(algo_config, episodes.observation_dim, episodes.action_dim,
                            action_low=buffer.action_low, action_high=buffer.action_high,
                            obs_mean=buffer.obs_mean, obs_std=buffer.obs_std, device=device)
+    if cfg.compile:
+        print(f"compiling {', '.join(algo.compile_losses())} (the first update waits for it)")
     print(f"data: {episodes.summary()}")
     print(f"{algorithm}: {sum(p.numel() for p in algo.parameters()):,} parameters, "
           f"{algo_config.max_steps:,} updates of batch {algo_config.batch_size} on {device}")

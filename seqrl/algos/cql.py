@@ -92,10 +92,15 @@ class CQL(OfflineAlgorithm):
                        device=like.device, dtype=like.dtype)
         return u * 2.0 - 1.0
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, batch: dict[str, Tensor], bc_warm_start: bool | None = None
+             ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss of one update (all terms use the pre-update networks, and each term's
-        gradient reaches only its own parameters, so one backward and one step suffice)."""
+        gradient reaches only its own parameters, so one backward and one step suffice).
+        `bc_warm_start` defaults to whether this update is within `bc_steps`; `update` passes it
+        so that a compiled loss does not specialise on the update counter."""
         c = self.config
+        if bc_warm_start is None:
+            bc_warm_start = self.num_updates + 1 <= c.bc_steps
         obs, act = batch["observations"], batch["actions"]
         B, N = act.shape[0], c.cql_n_actions
         g = self._rng(obs.device)
@@ -109,7 +114,7 @@ class CQL(OfflineAlgorithm):
         alpha = self.temperature()
         alpha_loss = (temperature_loss(self.temperature.log_alpha, log_pi, self.target_entropy)
                       if c.use_automatic_entropy_tuning else alpha.new_zeros(()))
-        if self.num_updates + 1 <= c.bc_steps:  # warm start: maximise log pi(a_data|s)
+        if bc_warm_start:  # maximise log pi(a_data|s)
             actor_loss = sac_actor_loss(alpha, log_pi, self.actor.log_prob_from(mean, log_std, act))
         else:  # critic weights detached: the actor loss moves the actor only
             q_new = self.critic(obs, new_act, detach_params=True).min(0).values
@@ -161,7 +166,7 @@ class CQL(OfflineAlgorithm):
         return total, aux
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        total, aux = self.loss(batch)
+        total, aux = self.loss(batch, self.num_updates + 1 <= self.config.bc_steps)
         self._optimize(total)
         self.num_updates += 1
         if self.num_updates % self.config.target_update_period == 0:
