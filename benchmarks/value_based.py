@@ -130,6 +130,7 @@ def worker_args(description: str) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, required=True)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="seqrl only: torch.compile the losses")
     return p.parse_args()
 
 
@@ -198,7 +199,8 @@ def ensure_d3rlpy_venv(venv: Path = D3RLPY_VENV) -> Path:
 # ---------------------------------------------------------------------------- driver
 
 def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, warmup: int,
-               threads: int, seed: int, malloc_env: dict[str, str]) -> dict[str, Any]:
+               threads: int, seed: int, malloc_env: dict[str, str], compile: bool = False
+               ) -> dict[str, Any]:
     script = HERE / f"_{impl}_worker.py"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONWARNINGS="ignore", TQDM_DISABLE="1", **malloc_env)
@@ -208,6 +210,8 @@ def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, war
         env.pop("PYTHONPATH", None)
     cmd = [str(python), str(script), "--algo", algo, "--data", str(data), "--updates",
            str(updates), "--warmup", str(warmup), "--threads", str(threads), "--seed", str(seed)]
+    if compile and impl == "seqrl":
+        cmd.append("--compile")
     with tempfile.TemporaryDirectory() as cwd:  # d3rlpy may write logs into the working dir
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -299,6 +303,9 @@ def main() -> None:
                    help="glibc heap settings of every worker: 'reuse' (default) gives both libraries the "
                    "thresholds seqrl's training loop sets (seqrl/data/memory.py), as environment "
                    "variables, so the ratio is like for like; 'default' keeps glibc's adaptive ones")
+    p.add_argument("--seqrl-compile", action="store_true",
+                   help="seqrl runs with its --compile option (torch.compile of the losses; the "
+                   "compiling happens in the untimed warm-up); d3rlpy stays as it is")
     p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV), help="the peer's venv "
                    "(created if missing)")
     args = p.parse_args()
@@ -337,7 +344,8 @@ def main() -> None:
             for algo in algos:
                 for impl in order:
                     r = run_worker(impl, pythons[impl], algo, data_path, updates[algo],
-                                   warmup[algo], args.threads, args.seed + rep, malloc_env)
+                                   warmup[algo], args.threads, args.seed + rep, malloc_env,
+                                   args.seqrl_compile)
                     runs[algo][impl].append(r)
                     print(f"[{rep + 1}/{repeats}] {algo:4s} {impl:6s} "
                           f"{r['updates_per_s']:8.1f} upd/s  {r['cpu_updates_per_s']:8.1f} "
@@ -354,6 +362,7 @@ def main() -> None:
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "versions": {impl: first[impl]["versions"] for impl in first},
         "settings": {"threads": args.threads, "malloc": {"mode": args.malloc, "env": malloc_env},
+                     "seqrl_compile": args.seqrl_compile,
                      "repeats": repeats, "updates": updates,
                      "warmup": warmup, "seed": args.seed, "quick": args.quick,
                      "order": "per repeat and algorithm: seqrl then d3rlpy on even repeats, "

@@ -31,7 +31,7 @@ class RunConfig:
     normalize_reward: bool = field(default=False, metadata={"help": "IQL-style r * 1000 / (max_return - min_return)"})
     log_every: int = field(default=500, metadata={"help": "log metrics every N updates"})
     save_every: int = field(default=5000, metadata={"help": "write a resumable checkpoint every N updates"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the loss functions (CPU: ~15% more IQL updates/s after ~10 s of compiling; checkpoints are unaffected)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the loss functions (~10 s of compiling first; trains exactly as eager; on 2 CPU cores no faster, see README)"})
     reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/data/memory.py)"})
     eval_every: int = field(default=0, metadata={"help": "evaluate in the environment every N updates (0: only at the end)"})
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation (0: no evaluation)"})

@@ -124,8 +124,8 @@ class OfflineAlgorithm(nn.Module):
 
     def compile_losses(self) -> list[str]:
         """`torch.compile` the algorithm's loss functions (their forward and backward graphs; sampling,
-        optimizer steps and target updates stay eager). On CPU: ~15% more IQL updates/s after ~10 s of
-        compiling. Returns the names compiled."""
+        optimizer steps and target updates stay eager). Returns the names compiled. On the 2-core CPU
+        of benchmarks/value_based.py (--seqrl-compile) it measured within noise of eager."""
         names = [name for name in ("loss", "critic_loss", "actor_loss") if callable(getattr(self, name, None))]
         for name in names:
             self.__dict__[name] = torch.compile(getattr(self, name))
