@@ -249,7 +249,16 @@ def _make_env_fn(env_id: str, env_kwargs: dict | None, max_episode_steps: int | 
     kwargs = dict(env_kwargs or {})
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = int(max_episode_steps)
-    return lambda: gym.make(env_id, **kwargs)
+
+    def make_env():
+        env = gym.make(env_id, **kwargs)
+        # Dict observations (goal-conditioned mazes, kitchens) are flattened in the space's key order,
+        # exactly as seqrl's Minari loader flattened the dataset the policy learned from
+        if isinstance(env.observation_space, gym.spaces.Dict):
+            env = gym.wrappers.FlattenObservation(env)
+        return env
+
+    return make_env
 
 
 def _check_env(make_env, env_id: str) -> None:

@@ -195,6 +195,49 @@ def test_minari_loader_keeps_flags_spaces_and_time_limit(tmp_path, monkeypatch):
     np.testing.assert_allclose(a["next_observation"][4], np.array(buffers[0].observations[5], np.float32))
 
 
+def test_minari_dict_observations_are_flattened_like_gymnasium(tmp_path, monkeypatch):
+    """Goal-conditioned Minari datasets store Dict observations: the loader flattens them in the
+    order gymnasium's FlattenObservation uses at evaluation time, and records the layout."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    import gymnasium as gym
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    import dict_env
+
+    env = gym.make(dict_env.register())
+    obs, _ = env.reset(seed=0)
+    observations, actions = [obs], []
+    for _ in range(5):
+        act = env.action_space.sample()
+        obs, *_ = env.step(act)
+        observations.append(obs), actions.append(act)
+    stacked = {k: np.array([o[k] for o in observations]) for k in observations[0]}
+    buffer = EpisodeBuffer(id=0, observations=stacked, actions=np.array(actions), rewards=np.zeros(5),
+                           terminations=np.zeros(5, bool), truncations=np.arange(5) == 4, infos={})
+    minari.create_dataset_from_buffers("test/dictpendulum/tiny-v0", [buffer], env=env, data_format="arrow",
+                                       algorithm_name="random")
+    ds = EpisodeDataset.load("test/dictpendulum/tiny-v0")
+    assert ds.observation_dim == 3 and ds.metadata["observation_layout"] == {"angle": 2, "velocity": 1}
+    flat = np.array([gym.spaces.flatten(env.observation_space, o) for o in observations])
+    a = ds.arrays()
+    np.testing.assert_allclose(a["observation"], flat[:5])
+    np.testing.assert_allclose(a["next_observation"][-1], flat[5])
+    assert gym.wrappers.FlattenObservation(env).observation_space.shape == (3,)
+
+
+def test_minari_non_box_observation_part_is_one_clear_error():
+    import gymnasium as gym
+
+    from seqrl.data.minari import observation_layout
+
+    space = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,)), "room": gym.spaces.Discrete(4)})
+    with pytest.raises(DataError, match="neither Box nor Dict of Box"):
+        observation_layout(space)
+    nested = gym.spaces.Dict({"a": gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (2, 2))}), "b": gym.spaces.Box(0, 1, (1,))})
+    assert observation_layout(nested) == {"a.x": 4, "b": 1}
+
+
 # ---------------------------------------------------------------------------- discretizer
 def official_quantile_encode(data, x, n_bins):
     """Official QuantileDiscretizer.discretize, written from its description."""

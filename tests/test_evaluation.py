@@ -264,3 +264,25 @@ def test_wrong_action_shape_is_an_error():
 
     with pytest.raises(EvaluationError, match="shape"):
         evaluate(Wrong(), "Pendulum-v1", 1, max_episode_steps=2, progress=False)
+
+
+def test_dict_observation_env_is_flattened_for_the_policy():
+    """A Dict-observation env (goal-conditioned Minari data) is evaluated through FlattenObservation:
+    the policy sees the flat vector in sorted-key order (angle, velocity), the same columns the
+    Minari loader writes, so a Pendulum controller on the Dict env earns what it earns on Pendulum."""
+    import dict_env
+
+    env_id = dict_env.register()
+    seen = []
+
+    class Recording(Linear):
+        def act(self, observations):
+            seen.append(np.array(observations))
+            return super().act(observations)
+
+    flat = evaluate(Recording(PENDULUM_GAIN), env_id, 3, num_envs=2, seed=5, progress=False)
+    plain = evaluate(Linear(PENDULUM_GAIN), "Pendulum-v1", 3, num_envs=2, seed=5, max_episode_steps=5,
+                     progress=False)
+    assert all(s.shape[1] == 3 for s in seen)
+    np.testing.assert_allclose(flat.returns, plain.returns, rtol=1e-6)
+    np.testing.assert_array_equal(flat.lengths, [5, 5, 5])

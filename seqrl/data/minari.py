@@ -25,6 +25,36 @@ def _space_meta(space, prefix: str) -> dict:
     return meta
 
 
+def observation_layout(space) -> dict[str, int] | None:
+    """{key: size} of a Dict observation space of Box parts, in the space's key order (the order of
+    gymnasium's `FlattenObservation`, which evaluation applies to such environments); None for a Box."""
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Box):
+        return None
+    if not isinstance(space, gym.spaces.Dict):
+        raise DataError(f"observation space {space} is neither Box nor Dict of Box; seqrl needs flat vectors")
+    layout = {}
+    for key, sub in space.spaces.items():
+        inner = observation_layout(sub)
+        if inner is None:
+            layout[str(key)] = int(np.prod(sub.shape))
+        else:
+            layout.update({f"{key}.{k}": n for k, n in inner.items()})
+    return layout
+
+
+def flat_observations(space, observations) -> np.ndarray:
+    """[T, obs_dim] from a Box or (nested) Dict of Box episode, as `gymnasium.spaces.flatten` would
+    write each step: the parts in the space's key order, concatenated."""
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Dict):
+        return np.concatenate([flat_observations(sub, observations[key]) for key, sub in space.spaces.items()], axis=1)
+    observations = np.asarray(observations)
+    return observations.reshape(len(observations), -1)
+
+
 def minari_metadata(dataset) -> dict:
     """Env id, kwargs, time limit, spaces and reference scores recorded in a Minari dataset."""
     spec = dataset.spec.env_spec
@@ -39,22 +69,33 @@ def minari_metadata(dataset) -> dict:
         "ref_max_score": storage_meta.get("ref_max_score"),
     }
     meta.update(_space_meta(dataset.action_space, "action"))
-    meta["observation_shape"] = list(dataset.observation_space.shape)
+    layout = observation_layout(dataset.observation_space)
+    if layout is None:
+        meta["observation_shape"] = list(dataset.observation_space.shape)
+    else:  # Dict observations are stored flat; the layout says which columns came from which key
+        meta["observation_shape"] = [sum(layout.values())]
+        meta["observation_layout"] = layout
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in meta.items()}
 
 
 def load_minari(dataset_id: str) -> EpisodeDataset:
+    import gymnasium as gym
     import minari
 
     try:
         dataset = minari.load_dataset(dataset_id)
     except Exception as err:  # noqa: BLE001
         raise DataError(f"cannot load Minari dataset {dataset_id!r}: {err}") from err
-    if len(dataset.observation_space.shape) != 1:
-        raise DataError(f"Minari dataset {dataset_id!r} has observation space {dataset.observation_space}; "
-                        "seqrl needs flat Box observations")
+    space = dataset.observation_space
+    if isinstance(space, gym.spaces.Box) and len(space.shape) != 1:
+        raise DataError(f"Minari dataset {dataset_id!r} has observation space {space}; "
+                        "seqrl needs flat Box (or Dict of Box) observations")
+    try:
+        observation_layout(space)
+    except DataError as err:
+        raise DataError(f"Minari dataset {dataset_id!r}: {err}") from None
     episodes = [
-        {"observations": ep.observations, "actions": ep.actions, "rewards": ep.rewards,
+        {"observations": flat_observations(space, ep.observations), "actions": ep.actions, "rewards": ep.rewards,
          "terminations": ep.terminations, "truncations": ep.truncations}
         for ep in dataset.iterate_episodes()
     ]
