@@ -111,8 +111,9 @@ def _keep_mask(shape: torch.Size, p: float, device: torch.device, dtype: torch.d
     """
     n = math.prod(shape)
     bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
-    # compared in the float dtype (int16 is exact there): multiplying by a float mask is vectorized, by bool not
-    return bits.view(torch.int16)[:n].view(shape).to(dtype).ge_(-(2**15) + round(p * 2**16))
+    # compared in float32 (int16 is exact there, not in bfloat16); a float mask multiplies vectorized, a bool one not
+    keep = bits.view(torch.int16)[:n].view(shape).to(torch.float32).ge_(-(2**15) + round(p * 2**16))
+    return keep if dtype == torch.float32 else keep.to(dtype)
 
 
 class Dropout(nn.Dropout):
