@@ -14,7 +14,8 @@ Before timing, both sides load the same weights (the peer's, its parameter names
 and must give the same loss on the same tokens in eval mode (dropout off), before and after one full
 training step, within 1e-4.
 
-    python benchmarks/tt_train.py                 # defaults: batches 256 and 32, 3 repeats, 1 thread (~8 min)
+    python benchmarks/tt_train.py                 # defaults: batches 256 and 32, 3 repeats, 1 thread (~5-8 min)
+    python benchmarks/tt_train.py --threads 2     # both cores (the README figures)
     python benchmarks/tt_train.py --quick         # smoke run: tiny batch, 1 step, prints only
     python benchmarks/tt_train.py --threads 0     # torch's default thread count (all cores) in both workers
     python benchmarks/tt_train.py --malloc default  # glibc's default heap thresholds on both sides
@@ -159,7 +160,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2,
                     help="timed steps per run at the largest batch; smaller batches run proportionally more "
                     "(at most 4x), so every run covers a similar number of tokens")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps at the start of every run")
+    ap.add_argument("--warmup", type=int, default=3,
+                    help="untimed steps at the start of every run (the heap settles over the first steps)")
     ap.add_argument("--batch-sizes", default="256,32", help="comma-separated")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads in both workers (0 = torch's default, all cores). Default 1: on a machine "
