@@ -325,6 +325,7 @@ _ROUTES = [
     ("GET", r"/api/agent-harnesses", "_agent_harnesses"),
     ("POST", r"/api/validate-yaml", "_validate_yaml"),
     ("POST", r"/api/repos/create", "_create_repo"),
+    ("GET", r"/api/(?P<api_type>models|datasets|spaces)", "_list_repos"),
     ("DELETE", r"/api/repos/delete", "_delete_repo"),
     ("GET", rf"/api/{_T}/{_R}(?:/revision/(?P<rev>[^/]+))?", "_repo_info"),
     ("GET", rf"/api/{_T}/{_R}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", "_tree"),
@@ -620,6 +621,27 @@ class HubServer:
             self._repo(request, repo_type, repo_id)
             del self._repos[(repo_type, repo_id)]
         return Response.json({})
+
+    def _list_repos(self, request: Request, api_type: str) -> Response:
+        """`HfApi.list_models/list_datasets`: public repos (and private ones with the token), filtered like
+        the Hub by `author` (the namespace) and `search` (a substring of the id, any case); one page."""
+        author, search = request.param("author"), request.query.get("search", [])
+        with self._lock:
+            repos = [
+                repo for (repo_type, repo_id), repo in sorted(self._repos.items())
+                if repo_type == _API_TYPES[api_type]
+                and (author is None or repo_id.split("/")[0] == author)
+                and all(term.lower() in repo_id.lower() for term in search)
+                and (not repo.private or self._authorized(request))
+            ]
+            items = [
+                {"_id": hashlib.sha1(r.repo_id.encode()).hexdigest()[:24], "id": r.repo_id,
+                 "author": r.repo_id.split("/")[0], "private": r.private, "createdAt": r.created_at,
+                 "lastModified": r.resolve(DEFAULT_BRANCH).date, "sha": r.resolve(DEFAULT_BRANCH).oid,
+                 "downloads": 0, "likes": 0, "tags": [], "gated": False, "disabled": False}
+                for r in repos
+            ]
+        return Response.json(items)
 
     def _repo_info(self, request: Request, api_type: str, repo_id: str, rev: str = DEFAULT_BRANCH) -> Response:
         with self._lock:

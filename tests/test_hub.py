@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import seqrl
-from seqrl.data import Discretizer, EpisodeDataset
+from seqrl.data import DataError, Discretizer, EpisodeDataset
 from seqrl.hub import CheckpointError, push_to_hub
 from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
 from seqrl.pretrained import TrajectoryModel
@@ -100,3 +100,52 @@ print("rows", len(d), d.summary().terminations)
 """
     proc = run_offline(code, hf_home=fresh_hf_cache.home)
     assert "rows 20 1" in proc.stdout
+
+
+def _write_small_minari(dataset_id: str) -> None:
+    from seqrl.data.builtin import collect_builtin_episodes
+    from seqrl.data.collect import write_minari_dataset
+
+    episodes = collect_builtin_episodes("seqrl/pendulum/medium-v0", n_steps=400)
+    write_minari_dataset(dataset_id, episodes, env_id="Pendulum-v1", max_episode_steps=200,
+                         algorithm_name="test", ref_min_score=-1500.0, ref_max_score=-100.0)
+
+
+def test_remote_minari_id_is_downloaded_from_the_minari_remote(hub_server, tmp_path, monkeypatch):
+    """`EpisodeDataset.load("ns/name-v0")` with no local copy fetches it the way `minari.download_dataset`
+    does (here from the test Hub as MINARI_REMOTE, uploaded there by Minari's own uploader)."""
+    import uuid
+
+    import minari
+
+    dataset_id = "seqrltest/pendulum/remote-v0"
+    monkeypatch.setenv("MINARI_REMOTE", f"hf://minari-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "publisher"))
+    _write_small_minari(dataset_id)
+    original = EpisodeDataset.load(dataset_id)
+    minari.upload_dataset(dataset_id, token=hub_server.token)
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "user"))
+    assert dataset_id not in minari.list_local_datasets()
+    back = EpisodeDataset.load(dataset_id)
+    assert dataset_id in minari.list_local_datasets()  # now a local Minari dataset, loaded without the remote
+    for key, value in original.arrays().items():
+        np.testing.assert_array_equal(back.arrays()[key], value)
+    assert back.metadata["env_id"] == "Pendulum-v1" and back.metadata["ref_max_score"] == -100.0
+
+    with pytest.raises(DataError, match=r"cannot download Minari dataset 'seqrltest/pendulum/absent-v0' from hf://"):
+        EpisodeDataset.load("seqrltest/pendulum/absent-v0")
+    assert not hub_server.errors
+
+
+def test_remote_minari_id_offline_is_one_clear_error(tmp_path, run_offline):
+    code = """
+from seqrl.data import EpisodeDataset
+try:
+    EpisodeDataset.load("mujoco/hopper/medium-v0")
+except Exception as err:
+    print(type(err).__name__, "|", err)
+"""
+    proc = run_offline(code, hf_home=tmp_path / "hf", env={"MINARI_DATASETS_PATH": str(tmp_path / "minari")})
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("DataError | cannot download Minari dataset 'mujoco/hopper/medium-v0' from hf://farama-minari")

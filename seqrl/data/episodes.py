@@ -256,7 +256,9 @@ class EpisodeDataset:
     @classmethod
     def load(cls, source: str) -> "EpisodeDataset":
         """One entry point for every source: a saved directory, a D4RL .hdf5/.npz file, a built-in or
-        local Minari id, or a Hub dataset repo id (tried in that order)."""
+        local Minari id, a remote Minari id (`mujoco/hopper/medium-v0`: downloaded into
+        MINARI_DATASETS_PATH from MINARI_REMOTE, default Farama's Hub namespace), or a Hub dataset repo
+        id (tried in that order)."""
         path = Path(source)
         if path.is_dir() and (path / METADATA_FILE).exists() and (path / "data").is_dir():
             return cls.load_from_disk(path)
@@ -266,7 +268,7 @@ class EpisodeDataset:
             raise DataError(f"cannot load dataset {source!r}: no such saved EpisodeDataset directory or "
                             f"{'/'.join(D4RL_FILE_SUFFIXES)} file")
         from seqrl.data import builtin
-        from seqrl.data.minari import is_local_minari, load_minari
+        from seqrl.data.minari import download_minari, is_local_minari, load_minari, looks_like_minari_id
 
         if source in builtin.BUILTIN_DATASETS:
             builtin.ensure_builtin(source)
@@ -275,12 +277,21 @@ class EpisodeDataset:
             return load_minari(source)
         if path.exists():
             raise DataError(f"{source} exists but is neither a saved EpisodeDataset directory nor a D4RL-style file")
+        minari_error = None
+        if looks_like_minari_id(source):
+            try:
+                return load_minari(download_minari(source))
+            except DataError as err:
+                if source.count("/") != 1 or "://" in source:  # cannot be a Hub repo id either
+                    raise
+                minari_error = err
         try:
             return cls.from_hub(source)
         except Exception as err:  # noqa: BLE001 - one clear message for an unknown source
+            tried = f"{minari_error}; " if minari_error else ""
             raise DataError(
-                f"cannot load dataset {source!r}: not a directory, .npz, built-in or local Minari id, "
-                f"and the Hub lookup failed ({type(err).__name__})"
+                f"cannot load dataset {source!r}: not a directory, .npz, built-in or local Minari id; "
+                f"{tried}the Hub lookup failed ({type(err).__name__})"
             ) from err
 
     @classmethod

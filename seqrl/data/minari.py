@@ -1,6 +1,9 @@
-"""Read Minari datasets into an EpisodeDataset."""
+"""Read Minari datasets into an EpisodeDataset, downloading them from Minari's remote when needed."""
 
 from __future__ import annotations
+
+import os
+import re
 
 import numpy as np
 
@@ -15,6 +18,39 @@ def is_local_minari(dataset_id: str) -> bool:
         return dataset_id in minari.list_local_datasets()
     except Exception:  # noqa: BLE001 - an unreadable Minari root just means "not here"
         return False
+
+
+# `namespace/.../name-vN`, optionally behind a remote (`hf://farama-minari/mujoco/hopper/medium-v0`)
+_MINARI_ID = re.compile(r"(?:[a-z0-9]+://[^/]+/)?[\w.-]+(?:/[\w.-]+)*-v\d+")
+
+
+def looks_like_minari_id(source: str) -> bool:
+    """True for versioned Minari ids (`mujoco/hopper/medium-v0`, `D4RL/door/human-v2`, `hf://org/ns/x-v0`)."""
+    return _MINARI_ID.fullmatch(source) is not None
+
+
+def download_minari(dataset_id: str) -> str:
+    """Fetch a Minari dataset from its remote into MINARI_DATASETS_PATH, as `minari.download_dataset` does
+    (remote: the id's own `hf://...`/`gcp://...` prefix, else MINARI_REMOTE, else Farama's `hf://farama-minari`).
+    Returns the local id. A dataset already there is not fetched again."""
+    import minari
+
+    if "://" in dataset_id:
+        scheme, rest = dataset_id.split("://", 1)
+        owner, local_id = rest.split("/", 1)
+        remote = f"{scheme}://{owner}"
+    else:
+        local_id, remote = dataset_id, os.environ.get("MINARI_REMOTE", "hf://farama-minari")
+    if is_local_minari(local_id):
+        return local_id
+    try:
+        minari.download_dataset(dataset_id)
+    except Exception as err:  # noqa: BLE001 - network, unknown id, incompatible version: one message
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"cannot download Minari dataset {local_id!r} from {remote}: {reason}") from err
+    if not is_local_minari(local_id):
+        raise DataError(f"Minari reported {local_id!r} downloaded, but it is not under MINARI_DATASETS_PATH")
+    return local_id
 
 
 def _space_meta(space, prefix: str) -> dict:
