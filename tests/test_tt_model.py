@@ -422,6 +422,12 @@ def test_keep_mask_drop_rate_and_dropout_scaling(p):
     assert (1 - keep.double().mean(0)).std() < 3 * math.sqrt(p * (1 - p) / 400)
     torch.manual_seed(0)
     assert torch.equal(tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32), keep)
+    # the next call draws fresh bits: masks of successive calls are independent (both drop at rate p**2)
+    torch.manual_seed(0)
+    tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32)
+    second = tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32)
+    both = ((keep == 0) & (second == 0)).double().mean()
+    assert abs(both - p**2) < 4 * math.sqrt(p**2 * (1 - p**2) / n)
     torch.manual_seed(0)  # low-precision activations get the same draws, compared exactly
     assert torch.equal(tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.bfloat16).float(), keep)
 

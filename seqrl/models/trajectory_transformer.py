@@ -27,6 +27,7 @@ same math and distribution (p on a 2**-16 grid), 1.7-2.5x faster per training st
 from dataclasses import dataclass
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -102,15 +103,26 @@ class TrajectoryTransformerOutput(ModelOutput):
         return self.cache
 
 
+def _cpu_random_bits(n: int) -> torch.Tensor:
+    """n uniform int64 from numpy's SFC64 (2.6x faster here than torch's serial Mersenne Twister), seeded by
+    one draw from torch's generator, so masks still follow `torch.manual_seed` and resume exactly."""
+    seed = int(torch.randint(0, 2**62, (1,)))
+    return torch.from_numpy(np.random.SFC64(seed).random_raw(n).view(np.int64))
+
+
 def _keep_mask(shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """1. where kept, 0. where dropped, P(drop) = round(p * 2**16) / 2**16 (0.1 -> 0.100006).
 
     On CPU torch's generators run serially: `torch.rand` costs one Mersenne-Twister draw per float and
     `bernoulli_` a double per element, which made mask drawing ~13% of a training step. One 64-bit draw cut
-    into four 16-bit uniform integers is about 4x cheaper and still seeded by `torch.manual_seed`.
+    into four 16-bit uniform integers is about 4x cheaper; on CPU the draws come from numpy's SFC64, 2.6x
+    faster again, seeded from torch's generator (see `_cpu_random_bits`).
     """
     n = math.prod(shape)
-    bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    if device.type == "cpu":
+        bits = _cpu_random_bits((n + 3) // 4)
+    else:
+        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
     # compared in float32 (int16 is exact there, not in bfloat16); a float mask multiplies vectorized, a bool one not
     keep = bits.view(torch.int16)[:n].view(shape).to(torch.float32).ge_(-(2**15) + round(p * 2**16))
     return keep if dtype == torch.float32 else keep.to(dtype)
