@@ -27,7 +27,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from seqrl.config import parse_config, to_dict  # noqa: E402
-from seqrl.evaluation import EvalResult, EvaluationError, evaluate, normalized_score, reference_scores  # noqa: E402
+from seqrl.evaluation import (  # noqa: E402
+    EvalResult, EvaluationError, evaluate, evaluation_env, normalized_score, reference_scores,
+)
 
 DEFAULT_CHECKPOINT = "outputs/tt/invertedpendulum-medium/model"  # train_tt.py's default output_dir + /model
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "plan" / "invertedpendulum-medium.yaml"
@@ -187,14 +189,15 @@ def main(argv=None) -> EvalResult:
 
     model = load_model(run.checkpoint, device, run.revision)
     meta = model.metadata
-    if not meta.get("env_id"):
+    env = evaluation_env(meta)
+    if not env["env_id"]:
         raise SystemExit(f"error: {run.checkpoint} records no env_id: cannot tell which environment to plan in")
     planner = _import_planner("BeamPlanner")(model, planner_config, device, run.seed)
     print(f"planning with {model} on {device}: {to_dict(planner_config)}")
 
     try:
-        result = evaluate(planner, meta["env_id"], run.episodes, env_kwargs=meta.get("env_kwargs") or None,
-                          max_episode_steps=meta.get("max_episode_steps"), num_envs=run.num_envs, seed=run.seed,
+        result = evaluate(planner, env["env_id"], run.episodes, env_kwargs=env["env_kwargs"] or None,
+                          max_episode_steps=env["max_episode_steps"], num_envs=run.num_envs, seed=run.seed,
                           ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),
                           progress=run.progress)
     except EvaluationError as err:

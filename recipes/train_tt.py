@@ -55,6 +55,7 @@ def main(argv=None) -> dict:
     episodes = EpisodeDataset.load(config.dataset)
     if config.env_id:
         episodes.metadata["env_id"] = config.env_id
+        episodes.metadata.pop("eval_env", None)
     tokenizer = TokenizerConfig(discount=config.discount, termination_penalty=config.termination_penalty,
                                 n_bins=config.n_bins, method=config.discretizer, context=config.context,
                                 max_path_length=config.max_path_length)
@@ -89,7 +90,7 @@ def main(argv=None) -> dict:
         last = result["history"][-1] if result["history"] else {}
         metadata = {
             "env_id": episodes.env_id, "env_kwargs": episodes.metadata.get("env_kwargs", {}),
-            "max_episode_steps": episodes.metadata.get("max_episode_steps"),
+            "max_episode_steps": episodes.metadata.get("max_episode_steps"), "eval_env": episodes.metadata.get("eval_env"),
             "action_low": episodes.metadata.get("action_low"), "action_high": episodes.metadata.get("action_high"),
             "ref_min_score": episodes.metadata.get("ref_min_score"), "ref_max_score": episodes.metadata.get("ref_max_score"),
             "dataset": {"source": episodes.metadata.get("source", config.dataset), **episodes.summary().as_dict()},

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=data_build)
     p = add(data_commands, "info", "environment, sizes, returns and lengths of a dataset")
     p.add_argument("source", metavar="ID_OR_PATH",
-                   help="saved EpisodeDataset directory, .npz, built-in or local Minari id, or Hub dataset repo id")
+                   help="saved EpisodeDataset directory, .npz, built-in, local or remote Minari id, or Hub dataset repo id")
     p.set_defaults(func=data_info)
 
     # train/plan: listed here for --help; their arguments are handled by the recipes (see main)

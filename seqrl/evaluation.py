@@ -87,6 +87,15 @@ def env_family(env_id: str) -> str:
     return name
 
 
+def evaluation_env(metadata: dict) -> dict:
+    """``{env_id, env_kwargs, max_episode_steps}`` to evaluate a policy trained on a dataset (or saved in a
+    checkpoint) with this metadata: the dataset's own ``eval_env`` (Minari's ``eval_env_spec``) when it
+    records one, else the environment the data came from."""
+    env = metadata.get("eval_env") or metadata
+    return {"env_id": env.get("env_id"), "env_kwargs": dict(env.get("env_kwargs") or {}),
+            "max_episode_steps": env.get("max_episode_steps")}
+
+
 def reference_scores(env_id: str, ref_min_score: float | None = None,
                      ref_max_score: float | None = None) -> tuple[float, float, str] | None:
     """``(ref_min, ref_max, source)`` for normalizing returns in ``env_id``, or None.

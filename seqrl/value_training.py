@@ -23,7 +23,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 @dataclass
 class RunConfig:
-    dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "built-in or local Minari id, saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
+    dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "built-in, local or remote Minari id (remote ones are downloaded, e.g. mujoco/hopper/medium-v0), saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
     env_id: str = field(default="", metadata={"help": "gymnasium env for evaluation (default: the one the dataset records)"})
     output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the final policy go (default outputs/<algo>/<dataset>)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
@@ -103,6 +103,7 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     episodes = EpisodeDataset.load(cfg.dataset)
     if cfg.env_id:
         episodes.metadata["env_id"] = cfg.env_id
+        episodes.metadata.pop("eval_env", None)
     buffer = TransitionBuffer(episodes, BufferConfig(normalize_observations=cfg.normalize_observations,
                                                      normalize_reward=cfg.normalize_reward),
                               device=device, seed=algo_config.seed)
@@ -120,12 +121,11 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
         print("warning: no evaluation: the dataset records no environment (pass --env_id)")
     if cfg.eval_episodes > 0 and episodes.env_id:
         from seqrl.evaluation import evaluate as rollout
+        from seqrl.evaluation import evaluation_env
 
         def evaluate(step):
             algo.eval()
-            result = rollout(algo, episodes.env_id, cfg.eval_episodes,
-                             env_kwargs=episodes.metadata.get("env_kwargs") or {},
-                             max_episode_steps=episodes.metadata.get("max_episode_steps"), seed=10_000,
+            result = rollout(algo, n_episodes=cfg.eval_episodes, **evaluation_env(episodes.metadata), seed=10_000,
                              ref_min_score=episodes.metadata.get("ref_min_score"),
                              ref_max_score=episodes.metadata.get("ref_max_score"), progress=False)
             algo.train()
@@ -142,7 +142,7 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     last = result["history"][-1] if result["history"] else {}
     metadata = {
         "env_id": episodes.env_id, "env_kwargs": episodes.metadata.get("env_kwargs", {}),
-        "max_episode_steps": episodes.metadata.get("max_episode_steps"),
+        "max_episode_steps": episodes.metadata.get("max_episode_steps"), "eval_env": episodes.metadata.get("eval_env"),
         "ref_min_score": episodes.metadata.get("ref_min_score"), "ref_max_score": episodes.metadata.get("ref_max_score"),
         "dataset": {"source": episodes.metadata.get("source", cfg.dataset), **episodes.summary().as_dict()},
         "buffer": {"normalize_observations": cfg.normalize_observations, "normalize_reward": cfg.normalize_reward,

@@ -125,3 +125,40 @@ def test_awac_paper_yaml_equals_the_paper_preset():
     for f in dataclasses.fields(AWACConfig):
         if f.init and f.name != "seed":
             assert getattr(cfg, f.name) == getattr(paper, f.name), f.name
+
+
+def test_minari_eval_env_spec_is_where_policies_are_evaluated(tmp_path, monkeypatch):
+    """A Minari dataset whose eval_env_spec differs from its env_spec (here: another time limit) records it
+    as metadata["eval_env"]; evaluation during training uses it and the checkpoint keeps it."""
+    import gymnasium as gym
+
+    import seqrl.evaluation
+    from seqrl.data.collect import write_minari_dataset
+    from seqrl.evaluation import evaluation_env
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    episodes = rollout(ENV, make_controller(ENV, "medium", seed=0), n_steps=600, seed=0, max_episode_steps=50)
+    eval_spec = gym.envs.registration.EnvSpec(id=ENV, entry_point=gym.spec(ENV).entry_point, max_episode_steps=7)
+    write_minari_dataset("seqrltest/ip/evalenv-v0", episodes, env_id=ENV, max_episode_steps=50,
+                         algorithm_name="test", eval_env_spec=eval_spec)
+    data = EpisodeDataset.load("seqrltest/ip/evalenv-v0")
+    assert data.metadata["max_episode_steps"] == 50  # the data's own time limit (token windows use it)
+    assert evaluation_env(data.metadata) == {"env_id": ENV, "env_kwargs": {}, "max_episode_steps": 7}
+    assert evaluation_env({"env_id": ENV, "max_episode_steps": 50}) == {
+        "env_id": ENV, "env_kwargs": {}, "max_episode_steps": 50}
+
+    calls = []
+    real_evaluate = seqrl.evaluation.evaluate
+
+    def recording_evaluate(policy, env_id, n_episodes, **kwargs):
+        calls.append((env_id, kwargs["max_episode_steps"]))
+        return real_evaluate(policy, env_id, n_episodes, **kwargs)
+
+    monkeypatch.setattr(seqrl.evaluation, "evaluate", recording_evaluate)
+    out = tmp_path / "bc"
+    result = main("bc", TINY + ["--dataset", "seqrltest/ip/evalenv-v0", "--output_dir", str(out),
+                                "--max_steps", "2", "--eval_episodes", "2"])
+    assert calls and all(call == (ENV, 7) for call in calls)
+    assert result["eval"]["return_mean"] <= 7.0  # InvertedPendulum pays 1 per step
+    saved = json.loads((out / "model" / "seqrl.json").read_text())
+    assert saved["eval_env"]["max_episode_steps"] == 7

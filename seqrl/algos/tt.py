@@ -27,7 +27,7 @@ from seqrl.data.windows import TokenWindows
 class TTConfig:
     """Trajectory Transformer training; defaults are the official D4RL locomotion values."""
 
-    dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "dataset: built-in or local Minari id, saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
+    dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "dataset: built-in, local or remote Minari id (remote ones are downloaded, e.g. mujoco/hopper/medium-v0), saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
     env_id: str = field(default="", metadata={"help": "gymnasium env the planner runs in (default: the one the dataset records)"})
     output_dir: str = field(default="outputs/tt/invertedpendulum-medium", metadata={"help": "where checkpoints, TensorBoard logs and the final model go"})
     seed: int = field(default=42, metadata={"help": "random seed (official: 42)"})

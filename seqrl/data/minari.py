@@ -104,6 +104,12 @@ def minari_metadata(dataset) -> dict:
         "ref_min_score": storage_meta.get("ref_min_score"),
         "ref_max_score": storage_meta.get("ref_max_score"),
     }
+    eval_spec = getattr(dataset, "_eval_env_spec", None)  # parsed by Minari from metadata["eval_env_spec"]
+    if eval_spec is not None and spec is not None and (eval_spec.id, dict(eval_spec.kwargs), eval_spec.max_episode_steps) != (
+            spec.id, dict(spec.kwargs), spec.max_episode_steps):
+        # Minari's eval_env_spec (e.g. a maze with a fixed goal): the environment evaluation and planning use
+        meta["eval_env"] = {"env_id": eval_spec.id, "env_kwargs": dict(eval_spec.kwargs),
+                            "max_episode_steps": eval_spec.max_episode_steps}
     meta.update(_space_meta(dataset.action_space, "action"))
     layout = observation_layout(dataset.observation_space)
     if layout is None:
