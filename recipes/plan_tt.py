@@ -197,7 +197,8 @@ def main(argv=None) -> EvalResult:
 
     try:
         result = evaluate(planner, env["env_id"], run.episodes, env_kwargs=env["env_kwargs"] or None,
-                          max_episode_steps=env["max_episode_steps"], num_envs=run.num_envs, seed=run.seed,
+                          max_episode_steps=env["max_episode_steps"], env_module=env["env_module"],
+                          num_envs=run.num_envs, seed=run.seed,
                           ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),
                           progress=run.progress)
     except EvaluationError as err:

@@ -56,6 +56,7 @@ def main(argv=None) -> dict:
     if config.env_id:
         episodes.metadata["env_id"] = config.env_id
         episodes.metadata.pop("eval_env", None)
+        episodes.metadata.pop("env_module", None)
     tokenizer = TokenizerConfig(discount=config.discount, termination_penalty=config.termination_penalty,
                                 n_bins=config.n_bins, method=config.discretizer, context=config.context,
                                 max_path_length=config.max_path_length)
@@ -91,6 +92,7 @@ def main(argv=None) -> dict:
         metadata = {
             "env_id": episodes.env_id, "env_kwargs": episodes.metadata.get("env_kwargs", {}),
             "max_episode_steps": episodes.metadata.get("max_episode_steps"), "eval_env": episodes.metadata.get("eval_env"),
+            "env_module": episodes.metadata.get("env_module"),
             "action_low": episodes.metadata.get("action_low"), "action_high": episodes.metadata.get("action_high"),
             "ref_min_score": episodes.metadata.get("ref_min_score"), "ref_max_score": episodes.metadata.get("ref_max_score"),
             "dataset": {"source": episodes.metadata.get("source", config.dataset), **episodes.summary().as_dict()},

@@ -42,6 +42,7 @@ Minari's ``-v5`` datasets are not D4RL's (their "medium" is a much stronger poli
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import math
@@ -90,10 +91,11 @@ def env_family(env_id: str) -> str:
 def evaluation_env(metadata: dict) -> dict:
     """``{env_id, env_kwargs, max_episode_steps}`` to evaluate a policy trained on a dataset (or saved in a
     checkpoint) with this metadata: the dataset's own ``eval_env`` (Minari's ``eval_env_spec``) when it
-    records one, else the environment the data came from."""
+    records one, else the environment the data came from. ``env_module``: the package that registers the
+    env id on import (from the Minari spec's entry point), if it is not gymnasium itself."""
     env = metadata.get("eval_env") or metadata
     return {"env_id": env.get("env_id"), "env_kwargs": dict(env.get("env_kwargs") or {}),
-            "max_episode_steps": env.get("max_episode_steps")}
+            "max_episode_steps": env.get("max_episode_steps"), "env_module": env.get("env_module")}
 
 
 def reference_scores(env_id: str, ref_min_score: float | None = None,
@@ -270,6 +272,19 @@ def _make_env_fn(env_id: str, env_kwargs: dict | None, max_episode_steps: int | 
     return make_env
 
 
+def _import_env_module(env_id: str, env_module: str | None) -> None:
+    """Import the package that registers ``env_id`` on import (Minari's D4RL mazes, kitchens and hands come
+    from gymnasium_robotics), unless the id is registered already."""
+    if not env_module or env_id in gym.registry:
+        return
+    try:
+        importlib.import_module(env_module)
+    except ImportError as err:
+        raise EvaluationError(f"cannot make environment {env_id!r}: it comes from the package {env_module!r}, "
+                              f"which does not import here ({err}); install it (e.g. pip install "
+                              f"{env_module.replace('_', '-')})") from None
+
+
 def _check_env(make_env, env_id: str) -> None:
     """Build one env up front so a bad id or kwarg is one clear line, not a vector-env traceback."""
     try:
@@ -335,7 +350,7 @@ class _Postfix:
 def evaluate(policy, env_id: str, n_episodes: int, *, env_kwargs: dict | None = None,
              max_episode_steps: int | None = None, num_envs: int | None = None, seed: int = 0,
              ref_min_score: float | None = None, ref_max_score: float | None = None,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, env_module: str | None = None) -> EvalResult:
     """Run ``policy`` for exactly ``n_episodes`` episodes of ``gym.make(env_id, **env_kwargs)``.
 
     Args:
@@ -361,6 +376,7 @@ def evaluate(policy, env_id: str, n_episodes: int, *, env_kwargs: dict | None = 
     num_envs = min(n_episodes, 10) if num_envs is None else min(int(num_envs), n_episodes)
     if num_envs < 1:
         raise EvaluationError(f"num_envs must be >= 1, got {num_envs}")
+    _import_env_module(env_id, env_module)
     make_env = _make_env_fn(env_id, env_kwargs, max_episode_steps)
     _check_env(make_env, env_id)
     hooks = _Hooks(policy)

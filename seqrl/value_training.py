@@ -104,6 +104,7 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     if cfg.env_id:
         episodes.metadata["env_id"] = cfg.env_id
         episodes.metadata.pop("eval_env", None)
+        episodes.metadata.pop("env_module", None)
     buffer = TransitionBuffer(episodes, BufferConfig(normalize_observations=cfg.normalize_observations,
                                                      normalize_reward=cfg.normalize_reward),
                               device=device, seed=algo_config.seed)
@@ -143,6 +144,7 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     metadata = {
         "env_id": episodes.env_id, "env_kwargs": episodes.metadata.get("env_kwargs", {}),
         "max_episode_steps": episodes.metadata.get("max_episode_steps"), "eval_env": episodes.metadata.get("eval_env"),
+        "env_module": episodes.metadata.get("env_module"),
         "ref_min_score": episodes.metadata.get("ref_min_score"), "ref_max_score": episodes.metadata.get("ref_max_score"),
         "dataset": {"source": episodes.metadata.get("source", cfg.dataset), **episodes.summary().as_dict()},
         "buffer": {"normalize_observations": cfg.normalize_observations, "normalize_reward": cfg.normalize_reward,

@@ -286,3 +286,33 @@ def test_dict_observation_env_is_flattened_for_the_policy():
     assert all(s.shape[1] == 3 for s in seen)
     np.testing.assert_allclose(flat.returns, plain.returns, rtol=1e-6)
     np.testing.assert_array_equal(flat.lengths, [5, 5, 5])
+
+
+def test_env_from_a_package_that_registers_it_on_import(tmp_path, monkeypatch):
+    """Minari's D4RL sets name envs that gymnasium_robotics registers when imported: the loader records the
+    entry point's package (`env_module`) and evaluation imports it first; a missing package is one line."""
+    import sys
+
+    from seqrl.data import EpisodeDataset
+    from seqrl.data.collect import rollout, write_minari_dataset
+    from seqrl.data.controllers import make_controller
+    from seqrl.evaluation import evaluation_env
+
+    env_id = "SeqrlTestPluginPendulum-v0"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    import plugin_env  # registers the env, as the dataset's author had it
+
+    episodes = rollout(env_id, make_controller("Pendulum-v1", "medium", seed=0), n_steps=60, seed=0)
+    write_minari_dataset("seqrltest/plugin/medium-v0", episodes, env_id=env_id, algorithm_name="test")
+    data = EpisodeDataset.load("seqrltest/plugin/medium-v0")
+    assert data.metadata["env_module"] == "plugin_env"
+
+    # a fresh interpreter has not imported it: unregister and forget the module to get there here
+    del gym.registry[env_id]
+    monkeypatch.delitem(sys.modules, "plugin_env")
+    with pytest.raises(EvaluationError, match="doesn't exist|not found|No registered env"):
+        evaluate(Linear(PENDULUM_GAIN), env_id, 1, progress=False)
+    result = evaluate(Linear(PENDULUM_GAIN), n_episodes=2, progress=False, **evaluation_env(data.metadata))
+    assert env_id in gym.registry and list(result.lengths) == [6, 6]
+    with pytest.raises(EvaluationError, match="comes from the package 'no_such_env_pkg'.*pip install no-such-env-pkg"):
+        evaluate(Linear(PENDULUM_GAIN), "SeqrlTestMissing-v0", 1, env_module="no_such_env_pkg", progress=False)

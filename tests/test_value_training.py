@@ -143,9 +143,9 @@ def test_minari_eval_env_spec_is_where_policies_are_evaluated(tmp_path, monkeypa
                          algorithm_name="test", eval_env_spec=eval_spec)
     data = EpisodeDataset.load("seqrltest/ip/evalenv-v0")
     assert data.metadata["max_episode_steps"] == 50  # the data's own time limit (token windows use it)
-    assert evaluation_env(data.metadata) == {"env_id": ENV, "env_kwargs": {}, "max_episode_steps": 7}
+    assert evaluation_env(data.metadata) == {"env_id": ENV, "env_kwargs": {}, "max_episode_steps": 7, "env_module": None}
     assert evaluation_env({"env_id": ENV, "max_episode_steps": 50}) == {
-        "env_id": ENV, "env_kwargs": {}, "max_episode_steps": 50}
+        "env_id": ENV, "env_kwargs": {}, "max_episode_steps": 50, "env_module": None}
 
     calls = []
     real_evaluate = seqrl.evaluation.evaluate

@@ -91,6 +91,16 @@ def flat_observations(space, observations) -> np.ndarray:
     return observations.reshape(len(observations), -1)
 
 
+def _env_module(spec) -> str | None:
+    """Top-level package of an env spec's entry point (`gymnasium_robotics` for the D4RL mazes), None for
+    gymnasium's own envs: importing it registers the env id where evaluation runs."""
+    entry = getattr(spec, "entry_point", None)
+    if not isinstance(entry, str) or ":" not in entry:
+        return None
+    package = entry.split(":")[0].split(".")[0]
+    return None if package == "gymnasium" else package
+
+
 def minari_metadata(dataset) -> dict:
     """Env id, kwargs, time limit, spaces and reference scores recorded in a Minari dataset."""
     spec = dataset.spec.env_spec
@@ -101,6 +111,7 @@ def minari_metadata(dataset) -> dict:
         "env_id": spec.id if spec is not None else None,
         "env_kwargs": dict(spec.kwargs) if spec is not None else {},
         "max_episode_steps": spec.max_episode_steps if spec is not None else None,
+        "env_module": _env_module(spec),
         "ref_min_score": storage_meta.get("ref_min_score"),
         "ref_max_score": storage_meta.get("ref_max_score"),
     }
@@ -109,7 +120,7 @@ def minari_metadata(dataset) -> dict:
             spec.id, dict(spec.kwargs), spec.max_episode_steps):
         # Minari's eval_env_spec (e.g. a maze with a fixed goal): the environment evaluation and planning use
         meta["eval_env"] = {"env_id": eval_spec.id, "env_kwargs": dict(eval_spec.kwargs),
-                            "max_episode_steps": eval_spec.max_episode_steps}
+                            "max_episode_steps": eval_spec.max_episode_steps, "env_module": _env_module(eval_spec)}
     meta.update(_space_meta(dataset.action_space, "action"))
     layout = observation_layout(dataset.observation_space)
     if layout is None:
