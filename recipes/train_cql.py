@@ -9,7 +9,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from seqrl.value_training import main  # noqa: E402
+from seqrl.value_training import main as train  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    return train("cql", argv, description=__doc__)
+
 
 if __name__ == "__main__":
-    main("cql", description=__doc__)
+    main()

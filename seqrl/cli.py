@@ -4,6 +4,8 @@
     seqrl data build ID [--n_steps N]    generate a built-in dataset (into MINARI_DATASETS_PATH)
     seqrl data info ID_OR_PATH           episodes, returns and lengths of any dataset source
     seqrl train tt [OPTIONS]             recipes/train_tt.py (see `seqrl train tt --help`)
+    seqrl train iql [OPTIONS]            recipes/train_iql.py; likewise bc, cql, awac
+    seqrl eval PATH_OR_REPO_ID           evaluate a value-based policy in its environment
     seqrl plan [OPTIONS]                 recipes/plan_tt.py (see `seqrl plan --help`)
     seqrl push PATH REPO_ID              upload a checkpoint directory to the Hub
 
@@ -21,7 +23,9 @@ from pathlib import Path
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 # subcommand words -> recipe file; their arguments go to the recipe's own parser untouched
-RECIPES = {("train", "tt"): "train_tt.py", ("plan",): "plan_tt.py"}
+VALUE_BASED = ("bc", "cql", "iql", "awac")
+RECIPES = {("train", "tt"): "train_tt.py", ("plan",): "plan_tt.py",
+           **{("train", algo): f"train_{algo}.py" for algo in VALUE_BASED}}
 
 
 class CommandError(Exception):
@@ -100,6 +104,46 @@ def data_info(args) -> int:
     return 0
 
 
+def evaluate_policy(args) -> int:
+    from seqrl.evaluation import EvaluationError, evaluate, evaluation_env, normalized_score, reference_scores
+    from seqrl.hub import CheckpointError, read_metadata, resolve
+    from seqrl.policies import load_policy
+
+    try:
+        directory = resolve(args.checkpoint, args.revision)
+        meta = read_metadata(directory)
+        if meta.get("algorithm") == "trajectory_transformer":
+            raise CheckpointError(f"{args.checkpoint} is a Trajectory Transformer: evaluate it with "
+                                  f"`seqrl plan --checkpoint {args.checkpoint}`")
+        policy = load_policy(directory, meta)
+    except CheckpointError as err:
+        raise CommandError(str(err)) from None
+    env = evaluation_env(meta)
+    if args.env_id:  # another environment: none of the recorded settings apply
+        env = {"env_id": args.env_id, "env_kwargs": {}, "max_episode_steps": None, "env_module": None}
+    if not env["env_id"]:
+        raise CommandError(f"{args.checkpoint} records no environment: pass --env_id")
+
+    def act(observations):
+        return policy.act(observations, deterministic=not args.stochastic)
+
+    print(f"evaluating {meta['algorithm']} from {args.checkpoint} in {env['env_id']}, {args.episodes} episodes")
+    try:
+        result = evaluate(act, n_episodes=args.episodes, num_envs=args.num_envs, seed=args.seed,
+                          ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"), **env)
+    except EvaluationError as err:
+        raise CommandError(str(err)) from None
+    print(f"policy: {result}")
+    data_mean = (meta.get("dataset") or {}).get("return_mean")
+    if data_mean is not None and not args.env_id:
+        refs = reference_scores(env["env_id"], meta.get("ref_min_score"), meta.get("ref_max_score"))
+        normalized = f" | normalized {normalized_score(data_mean, refs[0], refs[1]):.1f}" if refs else ""
+        print(f"behaviour data ({(meta.get('dataset') or {}).get('source')}): return mean {data_mean:.2f}{normalized}")
+    if args.output:
+        print(f"saved {result.to_json(args.output)}")
+    return 0
+
+
 def push(args) -> int:
     from seqrl.hub import CheckpointError, push_to_hub
 
@@ -140,8 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     train = add(commands, "train", "train a model (runs recipes/train_<algo>.py)")
     train_commands = train.add_subparsers(dest="algorithm", metavar="ALGO", required=True)
     train_commands.add_parser("tt", help="Trajectory Transformer: see `seqrl train tt --help`", add_help=False)
+    for algo in VALUE_BASED:
+        train_commands.add_parser(algo, help=f"{algo.upper()}: see `seqrl train {algo} --help`", add_help=False)
     commands.add_parser("plan", help="plan with a trained Trajectory Transformer: see `seqrl plan --help`",
                         add_help=False)
+
+    p = add(commands, "eval", "evaluate a trained value-based policy (BC, CQL, IQL, AWAC) in its environment")
+    p.add_argument("checkpoint", metavar="PATH_OR_REPO_ID", help="policy directory (with seqrl.json) or Hub repo id")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed + k (default 0)")
+    p.add_argument("--num_envs", type=int, default=None, help="environments stepped together (default: up to 10)")
+    p.add_argument("--env_id", default=None,
+                   help="another gymnasium env id (default: the one recorded, Minari's eval env if the data had one)")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic (mean) one")
+    p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of a repo id")
+    p.add_argument("--output", default=None, help="write the results (returns, lengths, normalized score) as JSON here")
+    p.set_defaults(func=evaluate_policy)
 
     p = add(commands, "push", "upload a checkpoint directory to the Hugging Face Hub (training checkpoints "
                               "and logs are left out)")

@@ -63,6 +63,9 @@ def test_data_build_unknown_id(capsys):
     (["data", "info"], "ID_OR_PATH"),
     (["train"], "tt"),
     (["train", "tt"], "--dataset"),
+    (["train"], "awac"),
+    (["train", "iql"], "--expectile"),
+    (["train", "cql"], "--cql_n_actions"),
     (["push"], "REPO_ID"),
 ])
 def test_help_of_each_subcommand(words, expected, capsys):
@@ -93,5 +96,40 @@ def test_console_module_runs_as_a_process():
 
 def test_push_refuses_a_non_checkpoint(tmp_path, capsys):
     assert main(["push", str(tmp_path), "user/repo"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not a seqrl checkpoint" in err and "\n" not in err
+
+
+def test_train_a_value_based_policy_then_eval_it(tmp_path, capsys):
+    """`seqrl train iql ...` runs recipes/train_iql.py; `seqrl eval` runs the saved policy in the recorded
+    environment, deterministic and reproducible, the same returns as evaluating it from Python."""
+    import json
+
+    import seqrl
+    from seqrl.data.collect import rollout
+    from seqrl.data.controllers import make_controller
+    from seqrl.evaluation import evaluate
+
+    env = "InvertedPendulum-v5"
+    episodes = rollout(env, make_controller(env, "medium", seed=0), n_steps=800, seed=0, max_episode_steps=40)
+    data = EpisodeDataset.from_episodes(episodes, metadata={"env_id": env, "max_episode_steps": 40,
+                                                            "action_low": [-3.0], "action_high": [3.0]})
+    data_dir = str(data.save_to_disk(tmp_path / "data"))
+    out = tmp_path / "iql"
+    assert main(["train", "iql", "--dataset", data_dir, "--output_dir", str(out), "--max_steps", "20",
+                 "--hidden_dims", "32", "32", "--batch_size", "32", "--eval_episodes", "0", "--no-resume"]) == 0
+    assert (out / "model" / "seqrl.json").exists()
+
+    results = tmp_path / "eval.json"
+    assert main(["eval", str(out / "model"), "--episodes", "3", "--seed", "7", "--output", str(results)]) == 0
+    printed = capsys.readouterr().out
+    assert f"policy: {env}: return" in printed and "behaviour data" in printed
+    saved = json.loads(results.read_text())
+    policy = seqrl.from_pretrained(str(out / "model"))
+    direct = evaluate(policy, env, 3, max_episode_steps=40, seed=7, progress=False)
+    np.testing.assert_allclose(saved["returns"], direct.returns)
+    assert max(saved["lengths"]) <= 40  # the recorded time limit
+
+    assert main(["eval", str(tmp_path / "data")]) == 1
     err = capsys.readouterr().err.strip()
     assert "not a seqrl checkpoint" in err and "\n" not in err
