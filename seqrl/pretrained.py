@@ -49,6 +49,16 @@ class TrajectoryModel:
         (directory / "README.md").write_text(render_card("trajectory_transformer.md.j2", context))
         return directory
 
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token=None, commit_message: str | None = None) -> str:
+        """Save the checkpoint (model, discretizer, metadata, card) and upload it to a Hub model repo."""
+        import tempfile
+
+        from seqrl.hub import push_to_hub
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, repo_id=repo_id)
+            return push_to_hub(tmp, repo_id, private=private, token=token, commit_message=commit_message)
+
     @classmethod
     def load(cls, directory, metadata: dict | None = None, device="cpu") -> "TrajectoryModel":
         directory = Path(directory)

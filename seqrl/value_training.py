@@ -15,7 +15,7 @@ import torch
 from seqrl.algos import ALGORITHMS, build_algorithm
 from seqrl.config import parse_config, to_dict
 from seqrl.data import BufferConfig, EpisodeDataset, TransitionBuffer
-from seqrl.policies import save_policy
+from seqrl.policies import evaluation_line
 from seqrl.training import LoopConfig, seed_everything, train
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -153,12 +153,8 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
                      "final_metrics": {k: v for k, v in last.items() if k != "step"}},
         "evaluation": result["eval"],
     }
-    evaluation = ""
-    if result["eval"]:
-        e = result["eval"]
-        evaluation = f"Mean return over {cfg.eval_episodes} episodes: {e['return_mean']:.2f} ± {e['return_stderr']:.2f} (s.e.)"
-        if "normalized_score" in e:
-            evaluation += f"; normalized score {e['normalized_score']:.1f}"
-    save_policy(algo.eval(), out / "model", metadata, card_context={"evaluation": evaluation})
+    evaluation = evaluation_line(metadata)
+    algo.metadata = metadata
+    algo.eval().save_pretrained(out / "model")
     print(f"saved {out / 'model'}" + (f" | {evaluation}" if evaluation else ""))
     return {**result, "output_dir": str(out)}

@@ -149,3 +149,48 @@ except Exception as err:
     proc = run_offline(code, hf_home=tmp_path / "hf", env={"MINARI_DATASETS_PATH": str(tmp_path / "minari")})
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("DataError | cannot download Minari dataset 'mujoco/hopper/medium-v0' from hf://farama-minari")
+
+
+def test_value_based_policy_push_to_hub_and_load_by_repo_id(hub_server, hub_repo_id, fresh_hf_cache, tmp_path,
+                                                             run_offline):
+    """An IQL policy trained by the recipe: `policy.push_to_hub(repo)`, then `seqrl.from_pretrained(repo)` in a
+    fresh cache gives the same weights, metadata and actions; the card travels; offline it loads from the cache."""
+    from huggingface_hub import hf_hub_download
+
+    from seqrl.data.collect import rollout
+    from seqrl.data.controllers import make_controller
+    from seqrl.value_training import main
+
+    env = "InvertedPendulum-v5"
+    episodes = rollout(env, make_controller(env, "medium", seed=0), n_steps=600, seed=0, max_episode_steps=30)
+    data = EpisodeDataset.from_episodes(episodes, metadata={"env_id": env, "max_episode_steps": 30,
+                                                            "action_low": [-3.0], "action_high": [3.0]})
+    out = tmp_path / "iql"
+    main("iql", ["--dataset", str(data.save_to_disk(tmp_path / "data")), "--output_dir", str(out), "--max_steps", "5",
+                 "--hidden_dims", "16", "16", "--batch_size", "16", "--eval_episodes", "2", "--no-resume"])
+    policy = seqrl.from_pretrained(str(out / "model"), algorithm="iql")
+    assert policy.metadata["env_id"] == env and policy.metadata["evaluation"]["return_mean"] > 0
+
+    policy.push_to_hub(hub_repo_id)
+    back = seqrl.from_pretrained(hub_repo_id, algorithm="iql", env_id=env, cache_dir=fresh_hf_cache.hub_cache)
+    for name, value in policy.state_dict().items():
+        assert torch.equal(back.state_dict()[name], value), name
+    assert back.metadata == policy.metadata and back.config == policy.config
+    obs = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+    np.testing.assert_array_equal(back.act(obs), policy.act(obs))
+    card = open(hf_hub_download(hub_repo_id, "README.md", cache_dir=fresh_hf_cache.hub_cache)).read()
+    assert card == (out / "model" / "README.md").read_text()  # the same card, evaluation line included
+    assert "IQL" in card and "Mean return over 2 episodes" in card
+
+    code = f"""
+import numpy as np, seqrl
+p = seqrl.from_pretrained({hub_repo_id!r}, cache_dir={str(fresh_hf_cache.hub_cache)!r})
+print("offline", p.config.algorithm, p.act(np.zeros(4, np.float32)).shape)
+"""
+    assert "offline iql (1,)" in run_offline(code, hf_home=fresh_hf_cache.home).stdout
+
+
+def test_trajectory_model_push_to_hub_method(trajectory_model, hub_server, hub_repo_id, fresh_hf_cache):
+    tm, _ = trajectory_model
+    tm.push_to_hub(hub_repo_id)
+    assert_same_model(tm, seqrl.from_pretrained(hub_repo_id, cache_dir=fresh_hf_cache.hub_cache))
