@@ -238,6 +238,30 @@ def test_minari_non_box_observation_part_is_one_clear_error():
     assert observation_layout(nested) == {"a.x": 4, "b": 1}
 
 
+def test_minari_discrete_actions_are_one_clear_error(tmp_path, monkeypatch):
+    """A Discrete-action Minari set (CartPole) would otherwise load as one 'continuous' action column."""
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
+    for t in range(500):
+        obs, reward, terminated, truncated, _ = env.step(t % 2)
+        observations.append(obs), actions.append(t % 2), rewards.append(reward)
+        terminations.append(terminated), truncations.append(truncated)
+        if terminated or truncated:
+            break
+    buffer = EpisodeBuffer(id=0, seed=0, observations=np.array(observations), actions=np.array(actions),
+                           rewards=np.array(rewards), terminations=np.array(terminations),
+                           truncations=np.array(truncations), infos={})
+    minari.create_dataset_from_buffers("seqrltest/cartpole/alternate-v0", [buffer], env=env, algorithm_name="alternate")
+    with pytest.raises(DataError, match=r"action space Discrete\(2\); seqrl's methods need continuous actions"):
+        EpisodeDataset.load("seqrltest/cartpole/alternate-v0")
+
+
 # ---------------------------------------------------------------------------- discretizer
 def official_quantile_encode(data, x, n_bins):
     """Official QuantileDiscretizer.discretize, written from its description."""

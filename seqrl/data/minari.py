@@ -147,6 +147,10 @@ def load_minari(dataset_id: str) -> EpisodeDataset:
         observation_layout(space)
     except DataError as err:
         raise DataError(f"Minari dataset {dataset_id!r}: {err}") from None
+    actions = dataset.action_space
+    if not isinstance(actions, gym.spaces.Box) or len(actions.shape) != 1:
+        raise DataError(f"Minari dataset {dataset_id!r} has action space {actions}; seqrl's methods need "
+                        "continuous actions (a flat Box)")
     episodes = [
         {"observations": flat_observations(space, ep.observations), "actions": ep.actions, "rewards": ep.rewards,
          "terminations": ep.terminations, "truncations": ep.truncations}
