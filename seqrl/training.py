@@ -28,6 +28,7 @@ from seqrl.data.memory import reuse_freed_memory
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST_FILE = "latest"
+LOGS_FILE = "logs.json"  # in each checkpoint: the history and evaluations up to it
 
 
 class Learner(Protocol):
@@ -101,7 +102,8 @@ def latest_checkpoint(output_dir) -> Path | None:
 
 
 def save_checkpoint(output_dir, step: int, learner: Learner, source: BatchSource, accelerator=None,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, logs: dict | None = None) -> Path:
+    """`logs`: the run's logged metrics and evaluations so far, so a resumed run's history is whole."""
     root = Path(output_dir) / CHECKPOINT_DIR
     rank = accelerator.process_index if accelerator is not None else 0
     state = {"step": step, "learner": learner.state_dict(), "source": source.state_dict(), "rng": _rng_state()}
@@ -112,7 +114,11 @@ def save_checkpoint(output_dir, step: int, learner: Learner, source: BatchSource
         accelerator.wait_for_everyone()
     if rank == 0:
         root.mkdir(parents=True, exist_ok=True)
-        atomic_write_dir(root / f"step_{step}", lambda d: torch.save(state, d / "training_state.pt"))
+        def write(d: Path) -> None:
+            torch.save(state, d / "training_state.pt")
+            (d / LOGS_FILE).write_text(json.dumps(logs or {}))
+
+        atomic_write_dir(root / f"step_{step}", write)
         atomic_write_text(root / LATEST_FILE, f"step_{step}")
         # Older checkpoints beyond the kept ones go only after the new one is in place.
         steps = sorted(int(p.name[5:]) for p in root.glob("step_*") if p.name[5:].isdigit())
@@ -123,8 +129,11 @@ def save_checkpoint(output_dir, step: int, learner: Learner, source: BatchSource
     return root / f"step_{step}"
 
 
-def load_checkpoint(path, learner: Learner, source: BatchSource, accelerator=None) -> int:
+def load_checkpoint(path, learner: Learner, source: BatchSource, accelerator=None, logs: dict | None = None) -> int:
+    """Restore a checkpoint; returns its step. `logs` (a dict) receives the saved history and evaluations."""
     state = torch.load(Path(path) / "training_state.pt", map_location="cpu", weights_only=False)
+    if logs is not None and (Path(path) / LOGS_FILE).exists():
+        logs.update(json.loads((Path(path) / LOGS_FILE).read_text()))
     learner.load_state_dict(state["learner"])
     source.load_state_dict(state["source"])
     rank = accelerator.process_index if accelerator is not None else 0
@@ -151,10 +160,12 @@ def train(
     if config.reuse_freed_memory:
         reuse_freed_memory()
     start = 0
+    # every logged interval and every evaluation, kept in the checkpoints so that a resumed run loses none
+    logs: dict[str, list] = {"history": [], "evaluations": []}
     if resume:
         ckpt = latest_checkpoint(output_dir)
         if ckpt is not None:
-            start = load_checkpoint(ckpt, learner, source, accelerator)
+            start = load_checkpoint(ckpt, learner, source, accelerator, logs)
             if is_main:
                 print(f"resumed from {ckpt} at step {start}")
     writer = None
@@ -164,7 +175,7 @@ def train(
         output_dir.mkdir(parents=True, exist_ok=True)
         writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=start if start else None)
 
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float]] = logs["history"]
     last_eval: dict[str, float] = {}
     pending: list[dict[str, torch.Tensor]] = []
     bar = tqdm(total=config.max_steps, initial=start, disable=not (is_main and config.progress),
@@ -192,18 +203,24 @@ def train(
         bar.update(1)
         if evaluate is not None and config.eval_every and done % config.eval_every == 0 and done != config.max_steps:
             last_eval = _run_eval(evaluate, done, writer, is_main)
+            logs["evaluations"].append({"step": done, **last_eval})
         if config.save_every and done % config.save_every == 0 and done != config.max_steps:
-            save_checkpoint(output_dir, done, learner, source, accelerator, config.keep_checkpoints)
+            save_checkpoint(output_dir, done, learner, source, accelerator, config.keep_checkpoints, logs)
     bar.close()
+    final = None
     if config.max_steps > start:
-        save_checkpoint(output_dir, config.max_steps, learner, source, accelerator, config.keep_checkpoints)
+        final = save_checkpoint(output_dir, config.max_steps, learner, source, accelerator, config.keep_checkpoints, logs)
     if evaluate is not None:
         last_eval = _run_eval(evaluate, config.max_steps, writer, is_main)
+        logs["evaluations"].append({"step": config.max_steps, **last_eval})
+        if final is not None and is_main:  # saved before evaluating (an env failure loses no training): add it
+            atomic_write_text(final / LOGS_FILE, json.dumps(logs))
     if writer is not None:
         writer.close()
     if is_main:
-        (output_dir / "train_history.json").write_text(json.dumps(history, indent=1))
-    return {"history": history, "eval": last_eval, "steps": config.max_steps}
+        atomic_write_text(output_dir / "train_history.json", json.dumps(history, indent=1))
+        atomic_write_text(output_dir / "eval_history.json", json.dumps(logs["evaluations"], indent=1))
+    return {"history": history, "evaluations": logs["evaluations"], "eval": last_eval, "steps": config.max_steps}
 
 
 def _run_eval(evaluate, step, writer, is_main) -> dict[str, float]:

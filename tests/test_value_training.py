@@ -60,8 +60,8 @@ def test_value_based_resume_is_exact(pendulum_data, tmp_path):
     (checkpoints / "latest").write_text("step_3")
     main("iql", base + ["--output_dir", str(tmp_path / "part"), "--max_steps", "6", "--resume"])
     full, part = history(tmp_path / "full"), history(tmp_path / "part")
-    assert [h["step"] for h in part] == [4, 5, 6]
-    for a, b in zip(full[3:], part):
+    assert [h["step"] for h in part] == [1, 2, 3, 4, 5, 6]  # nothing lost: steps 1-3 come from the checkpoint
+    for a, b in zip(full, part):
         assert {k: v for k, v in a.items() if "per_s" not in k} == {k: v for k, v in b.items() if "per_s" not in k}
 
 
@@ -162,3 +162,16 @@ def test_minari_eval_env_spec_is_where_policies_are_evaluated(tmp_path, monkeypa
     assert result["eval"]["return_mean"] <= 7.0  # InvertedPendulum pays 1 per step
     saved = json.loads((out / "model" / "seqrl.json").read_text())
     assert saved["eval_env"]["max_episode_steps"] == 7
+
+
+def test_evaluations_and_history_survive_resume(pendulum_data, tmp_path):
+    data, _ = pendulum_data
+    out = tmp_path / "run"
+    base = TINY + ["--dataset", data, "--eval_episodes", "1", "--eval_every", "2", "--save_every", "2",
+                   "--output_dir", str(out)]
+    main("bc", base + ["--max_steps", "4"])
+    result = main("bc", base + ["--max_steps", "6", "--resume"])
+    evaluations = json.loads((out / "eval_history.json").read_text())
+    assert [e["step"] for e in evaluations] == [2, 4, 6] == [e["step"] for e in result["evaluations"]]
+    assert all(e["return_mean"] > 0 for e in evaluations)
+    assert [h["step"] for h in history(out)] == [1, 2, 3, 4, 5, 6]
