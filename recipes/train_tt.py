@@ -23,6 +23,7 @@ from seqrl.algos.tt import TTConfig, TTLearner, WindowBatches, official_updates 
 from seqrl.config import parse_config, to_dict  # noqa: E402
 from seqrl.data import EpisodeDataset, TokenizerConfig, TokenWindows  # noqa: E402
 from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel  # noqa: E402
+from seqrl.plotting import plot_runs  # noqa: E402
 from seqrl.pretrained import TrajectoryModel, save_training_metrics  # noqa: E402
 from seqrl.training import LoopConfig, seed_everything, train  # noqa: E402
 
@@ -106,6 +107,7 @@ def main(argv=None) -> dict:
         trajectory_model.save_pretrained(out / "model")
         save_training_metrics(out / "model", result["history"])
         print(f"saved {out / 'model'} (final loss {last.get('loss', float('nan')):.4f})")
+        print(f"curves: {plot_runs([out], out / 'curves.png')}")
     accelerator.wait_for_everyone()
     return result
 

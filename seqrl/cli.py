@@ -6,6 +6,7 @@
     seqrl train tt [OPTIONS]             recipes/train_tt.py (see `seqrl train tt --help`)
     seqrl train iql [OPTIONS]            recipes/train_iql.py; likewise bc, cql, awac
     seqrl eval PATH_OR_REPO_ID           evaluate a value-based policy in its environment
+    seqrl plot RUN_DIR [RUN_DIR ...]     training curves and evaluation returns as a PNG
     seqrl plan [OPTIONS]                 recipes/plan_tt.py (see `seqrl plan --help`)
     seqrl push PATH REPO_ID              upload a checkpoint directory to the Hub
 
@@ -144,6 +145,18 @@ def evaluate_policy(args) -> int:
     return 0
 
 
+def plot(args) -> int:
+    from seqrl.plotting import PlotError, plot_runs
+
+    out = args.out or (Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("curves.png"))
+    metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
+    try:
+        print(f"saved {plot_runs(args.run_dirs, out, metrics)}")
+    except PlotError as err:
+        raise CommandError(str(err)) from None
+    return 0
+
+
 def push(args) -> int:
     from seqrl.hub import CheckpointError, push_to_hub
 
@@ -200,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of a repo id")
     p.add_argument("--output", default=None, help="write the results (returns, lengths, normalized score) as JSON here")
     p.set_defaults(func=evaluate_policy)
+
+    p = add(commands, "plot", "training curves and evaluation returns of one or more runs, as a PNG")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="output_dir of a training run (train_history.json)")
+    p.add_argument("--out", default=None, help="image file (default: RUN_DIR/curves.png for one run, else ./curves.png)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated logged metrics to draw (default: every one with 'loss' in its name)")
+    p.set_defaults(func=plot)
 
     p = add(commands, "push", "upload a checkpoint directory to the Hugging Face Hub (training checkpoints "
                               "and logs are left out)")

@@ -15,6 +15,7 @@ import torch
 from seqrl.algos import ALGORITHMS, build_algorithm
 from seqrl.config import parse_config, to_dict
 from seqrl.data import BufferConfig, EpisodeDataset, TransitionBuffer
+from seqrl.plotting import plot_runs
 from seqrl.policies import evaluation_line
 from seqrl.training import LoopConfig, seed_everything, train
 
@@ -157,4 +158,5 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     algo.metadata = metadata
     algo.eval().save_pretrained(out / "model")
     print(f"saved {out / 'model'}" + (f" | {evaluation}" if evaluation else ""))
+    print(f"curves: {plot_runs([out], out / 'curves.png')}")
     return {**result, "output_dir": str(out)}

@@ -133,3 +133,43 @@ def test_train_a_value_based_policy_then_eval_it(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "data")]) == 1
     err = capsys.readouterr().err.strip()
     assert "not a seqrl checkpoint" in err and "\n" not in err
+
+
+def test_plot_draws_losses_evaluations_and_the_data_line(tmp_path, capsys):
+    """Recipes write RUN_DIR/curves.png; `seqrl plot` overlays runs: one panel per loss, the evaluation
+    returns at their steps, the behaviour data's mean return as a dashed line, normalized scores on the right."""
+    import json
+
+    from seqrl.data.collect import rollout
+    from seqrl.data.controllers import make_controller
+    from seqrl.plotting import load_run, make_figure
+
+    env = "InvertedPendulum-v5"
+    episodes = rollout(env, make_controller(env, "medium", seed=0), n_steps=400, seed=0, max_episode_steps=30)
+    data = EpisodeDataset.from_episodes(episodes, metadata={"env_id": env, "max_episode_steps": 30,
+                                                            "ref_min_score": 0.0, "ref_max_score": 30.0})
+    data_dir = str(data.save_to_disk(tmp_path / "data"))
+    runs = []
+    for algo in ("bc", "iql"):
+        runs.append(tmp_path / algo)
+        assert main(["train", algo, "--dataset", data_dir, "--output_dir", str(runs[-1]), "--max_steps", "4",
+                     "--hidden_dims", "16", "16", "--batch_size", "16", "--log_every", "1", "--eval_every", "2",
+                     "--eval_episodes", "1", "--no-resume"]) == 0
+        assert (runs[-1] / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert main(["plot", *map(str, runs), "--out", str(tmp_path / "both.png")]) == 0
+    assert (tmp_path / "both.png").stat().st_size > 10_000
+    fig = make_figure([load_run(r) for r in runs])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert titles[0] == "actor_loss" and "value_loss" in titles and titles[-1] == "evaluation return"
+    eval_ax = next(ax for ax in fig.axes if ax.get_title() == "evaluation return")
+    iql_evals = json.loads((runs[1] / "eval_history.json").read_text())
+    iql_line = next(line for line in eval_ax.get_lines() if line.get_label() == "iql")
+    assert list(iql_line.get_xdata()) == [2, 4] and list(iql_line.get_ydata()) == [e["return_mean"] for e in iql_evals]
+    data_line = next(line for line in eval_ax.get_lines() if line.get_label().startswith("data"))
+    assert data_line.get_ydata()[0] == data.summary().as_dict()["return_mean"]
+    assert [child.get_ylabel() for child in eval_ax.child_axes] == ["normalized score"]
+
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "data")]) == 1
+    assert "no train_history.json" in capsys.readouterr().err
