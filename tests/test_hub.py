@@ -194,3 +194,51 @@ def test_trajectory_model_push_to_hub_method(trajectory_model, hub_server, hub_r
     tm, _ = trajectory_model
     tm.push_to_hub(hub_repo_id)
     assert_same_model(tm, seqrl.from_pretrained(hub_repo_id, cache_dir=fresh_hf_cache.hub_cache))
+
+
+def _episode_rows():
+    """Three episodes in the one-row-per-episode layout of the Hub's D4RL copies (dones = terminals only):
+    one terminates, one is cut by the time limit, one terminates at its first step."""
+    import datasets
+
+    rng = np.random.default_rng(0)
+    lengths, terminated = [5, 4, 1], [True, False, True]
+    rows = {"observations": [], "actions": [], "rewards": [], "dones": []}
+    for T, term in zip(lengths, terminated):
+        rows["observations"].append(rng.normal(size=(T, 3)).astype(np.float32).tolist())
+        rows["actions"].append(rng.uniform(-1, 1, size=(T, 2)).astype(np.float32).tolist())
+        rows["rewards"].append(rng.normal(size=T).astype(np.float32).tolist())
+        rows["dones"].append([False] * (T - 1) + [term])
+    return datasets.Dataset.from_dict(rows)
+
+
+def test_episode_rows_read_like_the_equivalent_d4rl_arrays():
+    rows = _episode_rows()
+    data = EpisodeDataset.from_episode_rows(rows, metadata={"env_id": "Toy-v0"})
+    flat = {k: np.concatenate([np.asarray(r, np.float32) for r in rows[k]]) for k in ("observations", "actions", "rewards")}
+    flat["terminals"] = np.concatenate(rows["dones"])
+    flat["timeouts"] = np.zeros(10, bool)
+    flat["timeouts"][8] = True  # the second episode ends without termination
+    reference = EpisodeDataset.from_d4rl(flat)
+    for key, value in reference.arrays().items():
+        np.testing.assert_array_equal(data.arrays()[key], value)
+    summary = data.summary()
+    # without next_observations the truncated episode's last step has no s' and is dropped (D4RL rules)
+    assert (summary.episodes, summary.terminations, summary.truncations, len(data)) == (3, 2, 1, 9)
+    with pytest.raises(DataError, match=r"missing columns \['dones'\]"):
+        EpisodeDataset.from_episode_rows(rows.remove_columns("dones"))
+
+
+def test_hub_dataset_with_episode_rows_and_a_config(hub_server, hub_repo_id, fresh_hf_cache):
+    """`EpisodeDataset.load("user/repo:config")` reads a Hub dataset in the Decision-Transformer layout
+    (e.g. edbeeching/decision_transformer_gym_replay:hopper-medium-v2); a D4RL config name gives the env."""
+    rows = _episode_rows()
+    rows.push_to_hub(hub_repo_id, config_name="hopper-medium-v2")
+    data = EpisodeDataset.load(f"{hub_repo_id}:hopper-medium-v2")
+    local = EpisodeDataset.from_episode_rows(rows)
+    for key, value in local.arrays().items():
+        np.testing.assert_array_equal(data.arrays()[key], value)
+    assert data.metadata["env_id"] == "Hopper-v4" and data.metadata["max_episode_steps"] == 1000
+    assert data.metadata["source"] == f"hf:{hub_repo_id}:hopper-medium-v2"
+    with pytest.raises(DataError, match="cannot read Hub dataset"):
+        EpisodeDataset.load(f"{hub_repo_id}:walker2d-medium-v2")

@@ -220,6 +220,34 @@ class EpisodeDataset:
         )
 
     @classmethod
+    def from_episode_rows(cls, rows, *, metadata: dict[str, Any] | None = None) -> "EpisodeDataset":
+        """A Hugging Face dataset with one row per episode, as the Hub's D4RL copies for Decision Transformers
+        (`edbeeching/decision_transformer_gym_replay`): sequence columns `observations` [T, obs_dim],
+        `actions` [T, act_dim], `rewards` [T] and `dones` or `terminals` [T] (true at a termination), optional
+        `timeouts` [T] and `next_observations` [T, obs_dim]. An episode that does not end in a termination
+        ended by its time limit (truncated); read with the D4RL rules of `from_d4rl`."""
+        columns = set(rows.column_names)
+        done_key = next((k for k in ("terminals", "dones") if k in columns), None)
+        missing = [k for k in ("observations", "actions", "rewards") if k not in columns] + ([] if done_key else ["dones"])
+        if missing:
+            raise DataError(f"episode rows are missing columns {missing}; they have {sorted(columns)}")
+        keys = ["observations", "actions", "rewards", done_key] + [k for k in ("timeouts", "next_observations") if k in columns]
+        parts: dict[str, list] = {k: [] for k in keys}
+        for i, row in enumerate(rows.select_columns(keys).with_format("numpy")):
+            lengths = {k: len(row[k]) for k in keys}
+            if len(set(lengths.values())) != 1 or lengths["observations"] == 0:
+                raise DataError(f"episode row {i} has inconsistent or empty columns (lengths {lengths})")
+            for k in keys:
+                parts[k].append(np.asarray(np.stack(row[k]) if row[k].dtype == object else row[k]))
+        data = {k: np.concatenate(v) for k, v in parts.items()}
+        data["terminals"] = data.pop(done_key).astype(bool)
+        if "timeouts" not in data:  # each row is one episode: one that does not terminate was cut by time
+            ends = np.cumsum([len(t) for t in parts[done_key]]) - 1
+            data["timeouts"] = np.zeros(len(data["terminals"]), dtype=bool)
+            data["timeouts"][ends] = ~data["terminals"][ends]
+        return cls.from_d4rl(data, metadata={"source": "episode-rows", **(metadata or {})})
+
+    @classmethod
     def from_minari(cls, dataset_id: str) -> "EpisodeDataset":
         """A local Minari dataset by id (see `MINARI_DATASETS_PATH`)."""
         from seqrl.data.minari import load_minari
@@ -237,15 +265,24 @@ class EpisodeDataset:
         return cls(load_from_disk(str(path / "data")), metadata)
 
     @classmethod
-    def from_hub(cls, repo_id: str, *, revision: str | None = None, cache_dir=None) -> "EpisodeDataset":
-        """A dataset repo pushed by `push_to_hub`; resolved through the huggingface_hub cache,
-        so it also loads with HF_HUB_OFFLINE=1 once cached."""
+    def from_hub(cls, repo_id: str, *, config: str | None = None, revision: str | None = None,
+                 cache_dir=None) -> "EpisodeDataset":
+        """A dataset repo pushed by `push_to_hub`, or any Hub dataset with one row per episode
+        (`from_episode_rows`; `config` names its configuration, e.g. `hopper-medium-v2`, whose D4RL name
+        also gives the environment). Resolved through the huggingface_hub cache, so it also loads with
+        HF_HUB_OFFLINE=1 once cached."""
         from datasets import Dataset
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import hf_hub_download, snapshot_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+        if config is None:
+            try:
+                hf_hub_download(repo_id, METADATA_FILE, repo_type="dataset", revision=revision, cache_dir=cache_dir)
+            except (EntryNotFoundError, LocalEntryNotFoundError):
+                config = ""  # not seqrl's format: read it as episode rows
+        if config is not None:
+            return cls._from_hub_episode_rows(repo_id, config or None, revision)
         root = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir))
-        if not (root / METADATA_FILE).exists():
-            raise DataError(f"Hub dataset {repo_id} has no {METADATA_FILE}: it was not pushed by seqrl")
         metadata = json.loads((root / METADATA_FILE).read_text())
         files = sorted(str(p) for p in (root / "data").glob("*.parquet"))
         if not files:
@@ -254,11 +291,24 @@ class EpisodeDataset:
         return cls(Dataset.from_parquet(files, features=_features(obs_dim, act_dim)), metadata)
 
     @classmethod
+    def _from_hub_episode_rows(cls, repo_id: str, config: str | None, revision: str | None) -> "EpisodeDataset":
+        import datasets
+
+        try:
+            rows = datasets.load_dataset(repo_id, config, split="train", revision=revision)
+        except Exception as err:  # noqa: BLE001 - missing repo/config, offline: one line
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(f"cannot read Hub dataset {repo_id!r}{f' ({config})' if config else ''}: {reason}") from err
+        metadata = {"source": f"hf:{repo_id}" + (f":{config}" if config else ""), **d4rl_metadata(config or "")}
+        return cls.from_episode_rows(rows, metadata=metadata)
+
+    @classmethod
     def load(cls, source: str) -> "EpisodeDataset":
         """One entry point for every source: a saved directory, a D4RL .hdf5/.npz file, a built-in or
         local Minari id, a remote Minari id (`mujoco/hopper/medium-v0`: downloaded into
         MINARI_DATASETS_PATH from MINARI_REMOTE, default Farama's Hub namespace), or a Hub dataset repo
-        id (tried in that order)."""
+        id (tried in that order): seqrl's own format or one row per episode, `user/repo:config` for a
+        configuration (`edbeeching/decision_transformer_gym_replay:hopper-medium-v2`)."""
         path = Path(source)
         if path.is_dir() and (path / METADATA_FILE).exists() and (path / "data").is_dir():
             return cls.load_from_disk(path)
@@ -277,6 +327,9 @@ class EpisodeDataset:
             return load_minari(source)
         if path.exists():
             raise DataError(f"{source} exists but is neither a saved EpisodeDataset directory nor a D4RL-style file")
+        hub_id, _, config = source.partition(":")
+        if config and "://" not in source and hub_id.count("/") == 1:  # `user/repo:config`
+            return cls.from_hub(hub_id, config=config)
         minari_error = None
         if looks_like_minari_id(source):
             try:
