@@ -42,10 +42,8 @@ def loss_metrics(runs: list[dict]) -> list[str]:
 
 
 def make_figure(runs: list[dict], metrics: list[str] | None = None):
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    # a bare Figure, not pyplot: no display, and no change to the backend of a notebook calling this
+    from matplotlib.figure import Figure
 
     metrics = metrics or loss_metrics(runs)
     with_eval = any(run["evaluations"] for run in runs)
@@ -54,8 +52,8 @@ def make_figure(runs: list[dict], metrics: list[str] | None = None):
         raise PlotError("nothing to plot: no loss metrics and no evaluations in these runs")
     cols = min(panels, 3)
     rows = -(-panels // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    axes = axes.ravel()
+    fig = Figure(figsize=(5 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, metric in zip(axes, metrics):
         for run in runs:
             points = [(h["step"], h[metric]) for h in run["history"] if metric in h]
@@ -105,11 +103,8 @@ def _plot_evaluations(ax, runs: list[dict]) -> None:
 
 def plot_runs(run_dirs, out, metrics: list[str] | None = None) -> Path:
     """Write the figure of these runs to `out` (PNG, or any format matplotlib knows by suffix)."""
-    import matplotlib.pyplot as plt
-
     fig = make_figure([load_run(d) for d in run_dirs], metrics)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
