@@ -10,7 +10,8 @@ Modes:
     train  load those weights, train mode (dropout 0.1): warm-up steps, then timed full steps
            (forward with targets + loss mask, backward, grad clip 1.0, AdamW step); peak RSS
 
-Both sides run the very same code apart from `build_model` and `forward_loss`. Prints one JSON line.
+Both sides run the very same code apart from `build_model`, `forward_loss` and `make_optimizer` (each
+side's own trainer: seqrl's fused AdamW, the official torch AdamW; same hyperparameters). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -91,7 +92,13 @@ def make_batch(batch: int, seed: int):
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous(), mask
 
 
-def make_optimizer(model):
+def make_optimizer(impl: str, model):
+    if impl == "seqrl":
+        # what seqrl's training loop builds (seqrl/algos/tt.py): the same groups and hyperparameters,
+        # as one fused AdamW kernel per step; the official trainer steps torch's default AdamW, as below
+        from seqrl.algos.tt import TTConfig, make_tt_optimizer
+
+        return make_tt_optimizer(model, TTConfig())
     # official minGPT split, by name so that both implementations get the same groups:
     # decay Linear and per-dimension head weights; not biases, LayerNorm, tok_emb or pos_emb
     decay, no_decay = [], []
@@ -159,7 +166,7 @@ def main() -> None:
             loss0, logits = forward_loss(args.impl, model, *batch)
         if args.logits_out:
             torch.save(logits.contiguous(), args.logits_out)
-        opt = make_optimizer(model)
+        opt = make_optimizer(args.impl, model)
         train_step(args.impl, model, opt, batch)  # still eval mode: a deterministic full step
         with torch.no_grad():
             loss1, _ = forward_loss(args.impl, model, *batch)
@@ -170,7 +177,7 @@ def main() -> None:
     model.train()
     torch.manual_seed(args.seed)  # dropout masks
     batch = make_batch(args.batch, args.seed + 1)
-    opt = make_optimizer(model)
+    opt = make_optimizer(args.impl, model)
     info["rss_before_mb"] = proc_status_mb("VmRSS")
     times, cpu_times, losses = [], [], []
     for i in range(args.warmup + args.steps):

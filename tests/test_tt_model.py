@@ -354,8 +354,9 @@ def test_config_validation_and_defaults():
         TrajectoryTransformerConfig(observation_dim=3, action_dim=2, transition_dim=6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32 takes the C kernel where built
 @pytest.mark.parametrize("p", [0.0, 0.3])
-def test_training_attention_matches_autograd(monkeypatch, p):
+def test_training_attention_matches_autograd(monkeypatch, p, dtype):
     """The CPU training attention (blocked causal, hand-written backward, dropout folded into the
     softmax backward) equals autograd through softmax(q k^T / sqrt(hd) + mask) * keep / (1 - p) @ v,
     outputs and gradients, with the keep masks it drew recorded and replayed into the reference."""
@@ -364,21 +365,21 @@ def test_training_attention_matches_autograd(monkeypatch, p):
     model = make_model()
     T = 100  # three query blocks of _ATTENTION_ROWS = 40: the skipped upper blocks are exercised
     assert T > 2 * tt._ATTENTION_ROWS
-    mask = model._positions(T, 0, 0, torch.device("cpu"))[2].double()
+    mask = model._positions(T, 0, 0, torch.device("cpu"))[2].to(dtype)
     drawn = []
 
-    real_keep_mask = tt._keep_mask
+    real_drop_entries = tt.drop_entries
 
-    def recording_keep_mask(shape, p_, device, dtype):
-        keep = real_keep_mask(shape, p_, device, dtype)
-        drawn.append(keep.clone())
-        return keep
+    def recording_drop_entries(probs, p_):
+        dropped = real_drop_entries(probs, p_)
+        drawn.append((dropped != 0).to(torch.float64))  # allowed probabilities are > 0: zero means dropped
+        return dropped
 
-    monkeypatch.setattr(tt, "_keep_mask", recording_keep_mask)
+    monkeypatch.setattr(tt, "drop_entries", recording_drop_entries)
     g = torch.Generator().manual_seed(3)
     B, H, hd = 2, 3, 8
-    q, k, v = (torch.randn(B, H, T, hd, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    grad_out = torch.randn(B, H, T, hd, generator=g, dtype=torch.float64)
+    q, k, v = (torch.randn(B, H, T, hd, generator=g, dtype=dtype, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(B, H, T, hd, generator=g, dtype=dtype)
 
     y = tt._TrainingAttention.apply(q, k, v, mask, p)
     fast_grads = torch.autograd.grad(y, (q, k, v), grad_out)
@@ -393,23 +394,59 @@ def test_training_attention_matches_autograd(monkeypatch, p):
     if p > 0:
         dropped_share = 1 - keep[:, mask == 0].mean()
         assert abs(dropped_share - p) < 0.02
-    probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1)
-    y_ref = (probs * keep.view(B, H, T, T) / (1 - p)) @ v
-    ref_grads = torch.autograd.grad(y_ref, (q, k, v), grad_out)
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    probs = torch.softmax(q64 @ k64.transpose(-1, -2) / math.sqrt(hd) + mask.double(), dim=-1)
+    y_ref = (probs * keep.view(B, H, T, T) / (1 - p)) @ v64
+    ref_grads = torch.autograd.grad(y_ref, (q64, k64, v64), grad_out.double())
 
-    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(y.double(), y_ref, rtol=tol, atol=tol)
     for fast, ref, name in zip(fast_grads, ref_grads, "qkv"):
-        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(fast.double(), ref, rtol=tol, atol=tol, msg=lambda m: f"grad {name}: {m}")
 
 
+def _splitmix64_keep(seed: int, n: int, p: float) -> torch.Tensor:
+    """numpy transcription of dropout_kernel.c: SplitMix64 at counters 0, 1, ...; element i reads the i-th
+    uint16 of the draws and is kept when it is >= round(p * 2**16)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + (np.arange((n + 3) // 4, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return torch.from_numpy((z.view(np.uint16)[:n] >= round(p * 2**16)).astype(np.float32))
+
+
+def _kernel_or_skip():
+    from seqrl.models import dropout
+
+    if dropout.dropout_kernel() is None:
+        pytest.skip("no C compiler here: the CPU dropout kernel is not built")
+    return dropout
+
+
+def _torch_path_mask(shape, p):
+    from seqrl.models import dropout
+
+    return dropout.keep_mask(shape, p, torch.device("cpu"), torch.float32)
+
+
+def _kernel_mask(shape, p):
+    dropout = _kernel_or_skip()
+    return dropout.kernel_dropout(torch.ones(shape), p, dropout.draw_seed(), 1.0)
+
+
+@pytest.mark.parametrize("draw_mask", [_torch_path_mask, _kernel_mask], ids=["torch", "kernel"])
 @pytest.mark.parametrize("p", [0.1, 0.5])
-def test_keep_mask_drop_rate_and_dropout_scaling(p):
-    """The cheap CPU dropout mask drops p of the entries (on a 2**-16 grid), independently of position,
-    is reproducible under torch.manual_seed, and Dropout rescales the kept entries by 1 / (1 - p)."""
-    from seqrl.models import trajectory_transformer as tt
+def test_keep_mask_drop_rate_and_dropout_scaling(p, draw_mask):
+    """Both CPU dropout masks (torch path and C kernel) drop p of the entries (on a 2**-16 grid),
+    independently of position, are reproducible under torch.manual_seed, and Dropout rescales the kept
+    entries by 1 / (1 - p)."""
+    from seqrl.models import dropout as tt
 
     torch.manual_seed(0)
-    keep = tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32)  # odd size: the last draw is cut
+    keep = draw_mask((400, 2501), p)  # odd size: the last draw is cut
     assert keep.dtype == torch.float32 and keep.shape == (400, 2501)
     assert set(keep.unique().tolist()) == {0.0, 1.0}
     n = keep.numel()
@@ -421,15 +458,16 @@ def test_keep_mask_drop_rate_and_dropout_scaling(p):
         assert abs(lane_drop - p) < 4 * math.sqrt(p * (1 - p) / (n / 4))
     assert (1 - keep.double().mean(0)).std() < 3 * math.sqrt(p * (1 - p) / 400)
     torch.manual_seed(0)
-    assert torch.equal(tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32), keep)
+    assert torch.equal(draw_mask((400, 2501), p), keep)
     # the next call draws fresh bits: masks of successive calls are independent (both drop at rate p**2)
     torch.manual_seed(0)
-    tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32)
-    second = tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.float32)
+    draw_mask((400, 2501), p)
+    second = draw_mask((400, 2501), p)
     both = ((keep == 0) & (second == 0)).double().mean()
     assert abs(both - p**2) < 4 * math.sqrt(p**2 * (1 - p**2) / n)
-    torch.manual_seed(0)  # low-precision activations get the same draws, compared exactly
-    assert torch.equal(tt._keep_mask((400, 2501), p, torch.device("cpu"), torch.bfloat16).float(), keep)
+    if draw_mask is _torch_path_mask:
+        torch.manual_seed(0)  # low-precision activations get the same draws, compared exactly
+        assert torch.equal(tt.keep_mask((400, 2501), p, torch.device("cpu"), torch.bfloat16).float(), keep)
 
     dropout = tt.Dropout(p).train()
     x = torch.rand(300, 700) + 1.0
@@ -437,3 +475,43 @@ def test_keep_mask_drop_rate_and_dropout_scaling(p):
     kept = y != 0
     torch.testing.assert_close(y[kept], x[kept] / (1 - p))
     assert abs((1 - kept.double().mean()) - p) < 4 * math.sqrt(p * (1 - p) / x.numel())
+
+
+@pytest.mark.parametrize("n", [1, 5, 1023, 1024 * 37 + 3])  # below a draw, one chunk, many chunks over threads
+def test_dropout_kernel_is_the_splitmix_rule_and_backward_redraws_the_mask(n):
+    """The compiled kernel keeps exactly the elements of the numpy transcription of its rule, scales the
+    kept ones, and Dropout's backward (which stores no mask, only the seed) uses the forward's mask."""
+    dropout = _kernel_or_skip()
+    p, seed = 0.3, 123456789
+    x = torch.randn(n)
+    y = dropout.kernel_dropout(x, p, seed, 2.5)
+    keep = _splitmix64_keep(seed, n, p)
+    torch.testing.assert_close(y, x * keep * 2.5, rtol=0, atol=0)
+    # non-contiguous input is read in logical order
+    xt = torch.randn(7, n).t()
+    torch.testing.assert_close(dropout.kernel_dropout(xt, p, seed, 1.0), xt.contiguous().view(-1).mul(
+        _splitmix64_keep(seed, 7 * n, p)).view(n, 7), rtol=0, atol=0)
+
+    layer = dropout.Dropout(p).train()
+    x = torch.randn(n, 3, requires_grad=True)
+    y = layer(x)
+    assert y.grad_fn.saved_tensors == ()  # no mask kept for the backward
+    grad = torch.randn(n, 3)
+    y.backward(grad)
+    torch.testing.assert_close(x.grad, grad * (y != 0) / (1 - p))
+
+
+def test_dropout_kernel_can_be_turned_off(monkeypatch):
+    """SEQRL_CPU_KERNELS=0 takes the torch path (a stored mask), with the same distribution."""
+    from seqrl.models import dropout
+
+    monkeypatch.setenv("SEQRL_CPU_KERNELS", "0")
+    dropout.dropout_kernel.cache_clear()
+    try:
+        assert dropout.dropout_kernel() is None and not dropout.uses_kernel(torch.ones(3))
+        x = torch.rand(200, 300) + 1.0
+        y = dropout.Dropout(0.2).train()(x)
+        assert abs((y == 0).double().mean() - 0.2) < 0.01
+    finally:
+        monkeypatch.delenv("SEQRL_CPU_KERNELS")
+        dropout.dropout_kernel.cache_clear()

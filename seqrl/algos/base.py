@@ -62,15 +62,15 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
-def make_adam(param_groups: list[dict[str, Any]]) -> torch.optim.Adam:
-    """Adam over several named groups (each with its own lr / weight decay).
+def make_adam(param_groups: list[dict[str, Any]], adam=torch.optim.Adam, **options) -> torch.optim.Optimizer:
+    """Adam (or `adam=torch.optim.AdamW`) over several named groups (each with its own lr / weight decay).
 
     Adam keeps per-parameter state only, so one Adam with groups is exactly several Adams, but it
-    runs as one fused kernel call per step.
+    runs as one fused kernel call per step (on CPU too: ~3x faster than the per-parameter loop).
     """
     params = [p for g in param_groups for p in g["params"]]
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    return torch.optim.Adam(param_groups, fused=fused, foreach=None if fused else True)
+    return adam(param_groups, fused=fused, foreach=None if fused else True, **options)
 
 
 def _as_tensor(x: Any, n: int, default: float) -> Tensor:

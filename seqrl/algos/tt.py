@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from seqrl.algos.base import make_adam
 from seqrl.data.windows import TokenWindows
 
 
@@ -119,6 +120,12 @@ class WindowBatches:
         self.epoch, self.position, self._perm = state["epoch"], state["position"], None
 
 
+def make_tt_optimizer(model, config: TTConfig) -> torch.optim.AdamW:
+    """AdamW with the minGPT decay split (official), as one fused kernel call per step."""
+    return make_adam(model.optimizer_param_groups(config.weight_decay), torch.optim.AdamW,
+                     lr=config.learning_rate, betas=tuple(config.betas))
+
+
 class TTLearner:
     """One AdamW update of the Trajectory Transformer with the token-based schedule."""
 
@@ -128,8 +135,7 @@ class TTLearner:
         self.warmup_tokens = n_windows * block
         self.final_tokens = 20 * self.warmup_tokens
         self.stop_token = model.config.vocab_size
-        optimizer = torch.optim.AdamW(model.optimizer_param_groups(config.weight_decay),
-                                      lr=config.learning_rate, betas=tuple(config.betas))
+        optimizer = make_tt_optimizer(model, config)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.tokens_seen = 0.0
         self.lr = config.learning_rate

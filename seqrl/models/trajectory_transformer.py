@@ -19,21 +19,23 @@ explicit `k.expand(B, -1, -1, -1)` works too since the cache is never required t
 
 Training on CPU: with dropout on, `F.scaled_dot_product_attention` falls back to an unfused path and
 `F.dropout` draws a double per element, so attention runs `_TrainingAttention` (blocked causal, with a
-hand-written backward) and dropout masks come from 16-bit slices of 64-bit draws (see `_keep_mask`): the
-same math and distribution (p on a 2**-16 grid), 1.7-2.5x faster per training step at Hopper shapes
-(benchmarks/tt_train.py). Other devices and eval mode use SDPA and `F.dropout` as before.
+hand-written backward) and dropout masks come from 16-bit slices of 64-bit draws, drawn and applied by a
+small C kernel where a compiler is available (`seqrl/models/dropout.py`): the same math and distribution
+(p on a 2**-16 grid), about 2-2.5x faster per training step at Hopper shapes (benchmarks/tt_train.py).
+Other devices and eval mode use SDPA and `F.dropout` as before.
 """
 
 from dataclasses import dataclass
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
+
+from .dropout import Dropout, drop_entries
 
 KV = tuple[torch.Tensor, torch.Tensor]
 TOKEN_TYPES = ("obs", "action", "reward", "value")
@@ -103,43 +105,6 @@ class TrajectoryTransformerOutput(ModelOutput):
         return self.cache
 
 
-def _cpu_random_bits(n: int) -> torch.Tensor:
-    """n uniform int64 from numpy's SFC64 (2.6x faster here than torch's serial Mersenne Twister), seeded by
-    one draw from torch's generator, so masks still follow `torch.manual_seed` and resume exactly."""
-    seed = int(torch.randint(0, 2**62, (1,)))
-    return torch.from_numpy(np.random.SFC64(seed).random_raw(n).view(np.int64))
-
-
-def _keep_mask(shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """1. where kept, 0. where dropped, P(drop) = round(p * 2**16) / 2**16 (0.1 -> 0.100006).
-
-    On CPU torch's generators run serially: `torch.rand` costs one Mersenne-Twister draw per float and
-    `bernoulli_` a double per element, which made mask drawing ~13% of a training step. One 64-bit draw cut
-    into four 16-bit uniform integers is about 4x cheaper; on CPU the draws come from numpy's SFC64, 2.6x
-    faster again, seeded from torch's generator (see `_cpu_random_bits`).
-    """
-    n = math.prod(shape)
-    if device.type == "cpu":
-        bits = _cpu_random_bits((n + 3) // 4)
-    else:
-        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
-    # compared in float32 (int16 is exact there, not in bfloat16); a float mask multiplies vectorized, a bool one not
-    keep = bits.view(torch.int16)[:n].view(shape).to(torch.float32).ge_(-(2**15) + round(p * 2**16))
-    return keep if dtype == torch.float32 else keep.to(dtype)
-
-
-class Dropout(nn.Dropout):
-    """`nn.Dropout` (same parameters, same distribution up to p on a 2**-16 grid) with a cheaper mask on CPU;
-    elsewhere `F.dropout`."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if x.device.type != "cpu" or self.p >= 1.0 or not x.is_floating_point():
-            return F.dropout(x, self.p, True, self.inplace)
-        return x * _keep_mask(x.shape, self.p, x.device, x.dtype).mul_(1.0 / (1.0 - self.p))
-
-
 # query rows per block of the blocked causal attention below: blocks above the diagonal are skipped
 _ATTENTION_ROWS = 40
 
@@ -151,7 +116,7 @@ class _TrainingAttention(torch.autograd.Function):
     math path whenever dropout is on. Here:
     - queries go in blocks of `_ATTENTION_ROWS` rows, each against only the keys its last row can see,
       which skips the blocks above the diagonal (~40% of the [T, T] work at T = 159);
-    - the keep mask is cheap to draw (see `_keep_mask`) and becomes the dropped probabilities in place;
+    - the keep mask is cheap to draw and apply (see `seqrl/models/dropout.py`);
     - the 1 / (1 - p) rescale and the 1 / sqrt(hd) scale go on the small [B*H, T, hd] tensors;
     - softmax runs in place, and its backward is folded with dropout's: with dropped = probs * keep,
       d scores = grad * dropped - probs * rowsum(grad * dropped), so the keep mask is never stored.
@@ -171,7 +136,7 @@ class _TrainingAttention(torch.autograd.Function):
             e = S - T + i1  # the block's last query sees keys 0 .. e - 1 at most
             probs = torch.bmm(qs[:, i0:i1], kt[:, :, :e]).add_(mask[i0:i1, :e])
             torch.softmax(probs, -1, out=probs)  # row-wise kernel: in place is exact
-            dropped = _keep_mask(probs.shape, p, probs.device, probs.dtype).mul_(probs)
+            dropped = drop_entries(probs, p)
             ys.append(torch.bmm(dropped, vf[:, :e]))
             blocks.append((i0, i1, e))
             saved += [probs, dropped]
