@@ -501,17 +501,26 @@ def test_dropout_kernel_is_the_splitmix_rule_and_backward_redraws_the_mask(n):
     torch.testing.assert_close(x.grad, grad * (y != 0) / (1 - p))
 
 
-def test_dropout_kernel_can_be_turned_off(monkeypatch):
-    """SEQRL_CPU_KERNELS=0 takes the torch path (a stored mask), with the same distribution."""
+@pytest.mark.parametrize("setting", ["off", "no compiler"])
+def test_dropout_without_the_kernel_takes_the_torch_path(monkeypatch, tmp_path, setting):
+    """SEQRL_CPU_KERNELS=0, or no working C compiler, takes the torch path (a stored mask) with the same
+    distribution, and nothing is left half-built in the kernel cache."""
     from seqrl.models import dropout
 
-    monkeypatch.setenv("SEQRL_CPU_KERNELS", "0")
+    monkeypatch.setenv("SEQRL_CACHE", str(tmp_path))
+    if setting == "off":
+        monkeypatch.setenv("SEQRL_CPU_KERNELS", "0")
+    else:
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     dropout.dropout_kernel.cache_clear()
     try:
         assert dropout.dropout_kernel() is None and not dropout.uses_kernel(torch.ones(3))
-        x = torch.rand(200, 300) + 1.0
-        y = dropout.Dropout(0.2).train()(x)
+        x = torch.rand(200, 300, requires_grad=True)
+        y = dropout.Dropout(0.2).train()(x + 1.0)
         assert abs((y == 0).double().mean() - 0.2) < 0.01
+        y.sum().backward()
+        torch.testing.assert_close(x.grad, (y != 0).float() / 0.8)
+        assert not list(tmp_path.glob("kernels/*"))
     finally:
-        monkeypatch.delenv("SEQRL_CPU_KERNELS")
+        monkeypatch.undo()
         dropout.dropout_kernel.cache_clear()
