@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqrl.algos import (AWAC, BC, CQL, IQL, AWACConfig, BCConfig, CQLConfig, IQLConfig,
+from seqrl.algos import (AWAC, BC, CQL, IQL, SAC, AWACConfig, BCConfig, CQLConfig, IQLConfig, SACConfig,
                          config_from_dict, soft_update)
 from seqrl.algos.awac import awac_weights
 from seqrl.algos.iql import expectile_loss
@@ -536,3 +536,62 @@ def test_compiled_losses_train_like_eager(name):
             torch.testing.assert_close(m_compiled[key], m_eager[key], rtol=1e-4, atol=1e-5)
     for (name_e, p_e), (_, p_c) in zip(eager.named_parameters(), compiled.named_parameters()):
         torch.testing.assert_close(p_c, p_e, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name_e}: {m}")
+
+
+# ----------------------------------------------------------------------------- SAC
+
+
+def sac_with_stand_ins(monkeypatch, **cfg):
+    algo = SAC(SACConfig(hidden_dims=(4,), **cfg), OBS, ACT)
+    monkeypatch.setattr(algo.critic, "forward", stand_in_critic([Q1, Q2]))
+    monkeypatch.setattr(algo.critic_target, "forward", stand_in_critic([QT1, QT2]))
+    monkeypatch.setattr(algo.actor, "forward", lambda s: (0.5 * s, torch.zeros_like(s)))
+    monkeypatch.setattr(algo.actor, "sample_from", stand_in_sample)
+    return algo
+
+
+@pytest.mark.parametrize("backup_entropy", [True, False])
+def test_sac_losses_by_hand(monkeypatch, backup_entropy):
+    algo = sac_with_stand_ins(monkeypatch, backup_entropy=backup_entropy)
+    with torch.no_grad():
+        algo.temperature.log_alpha.fill_(-0.4)
+    batch = tiny_batch()
+    total, aux = algo.loss(batch)
+    S, A, R = rows(batch["observations"]), rows(batch["actions"]), rows(batch["rewards"])
+    S2, D = rows(batch["next_observations"]), rows(batch["terminals"])
+    half = lambda s: [0.5 * x for x in s]  # noqa: E731
+    alpha = math.exp(-0.4)
+    td = []
+    for b in range(3):  # one sample at s' (k = 0); row 0 terminates, row 1 (truncated) bootstraps
+        a2, lp2 = py_sample(half(S2[b]), 0)
+        soft = min(qt1(S2[b], a2), qt2(S2[b], a2)) - (alpha * lp2 if backup_entropy else 0.0)
+        td.append(R[b] + 0.99 * (1 - D[b]) * soft)
+    close(aux["td_target"], td)
+    close(aux["critic_loss"], sum(sum((q(S[b], A[b]) - td[b]) ** 2 for b in range(3)) / 3 for q in (q1, q2)))
+    pi = [py_sample(half(S[b]), 0) for b in range(3)]
+    close(aux["actor_loss"], sum(alpha * lp - min(q1(S[b], a), q2(S[b], a)) for b, (a, lp) in enumerate(pi)) / 3)
+    close(aux["alpha_loss"], -sum(-0.4 * (lp - ACT) for _, lp in pi) / 3)
+    close(total, aux["actor_loss"] + aux["critic_loss"] + aux["alpha_loss"])
+
+
+def test_sac_fixed_temperature_has_no_alpha_term():
+    algo = SAC(SACConfig(hidden_dims=(8,), use_automatic_entropy_tuning=False, initial_alpha=0.2), OBS, ACT)
+    _, aux = algo.loss(tiny_batch())
+    close(aux["alpha"], 0.2)
+    close(aux["alpha_loss"], 0.0)
+    assert not any(p is algo.temperature.log_alpha for p in algo.parameters())
+
+
+def test_cql_is_sac_plus_penalty(monkeypatch):
+    """CQL reuses SAC's update: same actor and temperature terms on the same draws, and its own
+    code only adds critic terms (no copy of the update or of SAC's losses)."""
+    assert issubclass(CQL, SAC)
+    for name in ("loss", "loss_terms", "update"):
+        assert name not in vars(CQL), name
+    cql = cql_with_stand_ins(monkeypatch, backup_entropy=True)
+    sac = sac_with_stand_ins(monkeypatch, backup_entropy=True)
+    terms_cql, a_cql = cql.loss_terms(tiny_batch())
+    terms_sac, a_sac = sac.loss_terms(tiny_batch())
+    for key in ("actor_loss", "alpha_loss"):
+        close(terms_cql[key], terms_sac[key])
+    assert set(terms_cql) - set(terms_sac) == {"cql_loss", "alpha_prime_loss"}

@@ -10,8 +10,9 @@ from seqrl.algos.base import OfflineAlgorithm, OfflineConfig, soft_update
 from seqrl.algos.bc import BC, BCConfig
 from seqrl.algos.cql import CQL, CQLConfig
 from seqrl.algos.iql import IQL, IQLConfig
+from seqrl.algos.sac import SAC, SACConfig
 
-ALGORITHMS: dict[str, type[OfflineAlgorithm]] = {"bc": BC, "cql": CQL, "iql": IQL, "awac": AWAC}
+ALGORITHMS: dict[str, type[OfflineAlgorithm]] = {"bc": BC, "cql": CQL, "iql": IQL, "awac": AWAC, "sac": SAC}
 
 
 def config_from_dict(d: dict[str, Any]) -> OfflineConfig:
@@ -27,5 +28,5 @@ def build_algorithm(config: OfflineConfig, obs_dim: int, act_dim: int, **kwargs
 
 __all__ = [
     "ALGORITHMS", "AWAC", "AWACConfig", "BC", "BCConfig", "CQL", "CQLConfig", "IQL", "IQLConfig",
-    "OfflineAlgorithm", "OfflineConfig", "build_algorithm", "config_from_dict", "soft_update",
+    "OfflineAlgorithm", "OfflineConfig", "SAC", "SACConfig", "build_algorithm", "config_from_dict", "soft_update",
 ]
