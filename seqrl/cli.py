@@ -4,7 +4,8 @@
     seqrl data build ID [--n_steps N]    generate a built-in dataset (into MINARI_DATASETS_PATH)
     seqrl data info ID_OR_PATH           episodes, returns and lengths of any dataset source
     seqrl train tt [OPTIONS]             recipes/train_tt.py (see `seqrl train tt --help`)
-    seqrl train iql [OPTIONS]            recipes/train_iql.py; likewise bc, cql, awac
+    seqrl train iql [OPTIONS]            recipes/train_iql.py; likewise bc, sac, cql, awac
+    seqrl train sac --online --env ID    SAC trained online in a gymnasium environment
     seqrl eval PATH_OR_REPO_ID           evaluate a value-based policy in its environment
     seqrl plot RUN_DIR [RUN_DIR ...]     training curves and evaluation returns as a PNG
     seqrl plan [OPTIONS]                 recipes/plan_tt.py (see `seqrl plan --help`)
@@ -24,7 +25,7 @@ from pathlib import Path
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 # subcommand words -> recipe file; their arguments go to the recipe's own parser untouched
-VALUE_BASED = ("bc", "cql", "iql", "awac")
+VALUE_BASED = ("bc", "sac", "cql", "iql", "awac")
 RECIPES = {("train", "tt"): "train_tt.py", ("plan",): "plan_tt.py",
            **{("train", algo): f"train_{algo}.py" for algo in VALUE_BASED}}
 

@@ -33,12 +33,13 @@ def build_parser(cls, description: str, default_config: str | None = None) -> ar
         tp = hints[f.name]
         help_text = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flags = [f"--{f.name}", *f.metadata.get("aliases", ())]
         if tp is bool:
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=None,
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"{help_text} (default: {default})")
             continue
         arg_type, nargs = _parser_type(tp)
-        parser.add_argument(f"--{f.name}", type=arg_type, nargs=nargs, default=None,
+        parser.add_argument(*flags, dest=f.name, type=arg_type, nargs=nargs, default=None,
                             help=f"{help_text} (default: {default})")
     return parser
 

@@ -181,18 +181,23 @@ def train(
     bar = tqdm(total=config.max_steps, initial=start, disable=not (is_main and config.progress),
                desc="training", dynamic_ncols=True)
     t_last, step = time.perf_counter(), start
+    interval = 0  # loop steps since the last log
     for step in range(start, config.max_steps):
         metrics = learner.train_step(source.next_batch())
-        pending.append(metrics)
+        if metrics:  # an online step before learning starts has none
+            pending.append(metrics)
+        interval += 1
         done = step + 1
         if done % config.log_every == 0 or done == config.max_steps:
-            # One host sync per log interval: average the pending metrics here.
-            logged = {k: float(torch.stack([m[k].detach().float() for m in pending]).mean()) for k in pending[0]}
+            # One host sync per log interval: average the pending metrics here (a metric only some
+            # steps report, e.g. online episode returns, is averaged over those steps).
+            keys = dict.fromkeys(k for m in pending for k in m)
+            logged = {k: float(torch.stack([m[k].detach().float() for m in pending if k in m]).mean()) for k in keys}
             elapsed = time.perf_counter() - t_last
-            logged["updates_per_s"] = len(pending) / max(elapsed, 1e-9)
+            logged["updates_per_s"] = interval / max(elapsed, 1e-9)
             if "tokens" in logged:
-                logged["tokens_per_s"] = logged.pop("tokens") * len(pending) / max(elapsed, 1e-9)
-            pending, t_last = [], time.perf_counter()
+                logged["tokens_per_s"] = logged.pop("tokens") * interval / max(elapsed, 1e-9)
+            pending, interval, t_last = [], 0, time.perf_counter()
             history.append({"step": done, **logged})
             if writer is not None:
                 for k, v in logged.items():

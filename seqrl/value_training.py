@@ -1,12 +1,14 @@
-"""Train a value-based policy (BC, CQL, IQL, AWAC) with the one training loop.
+"""Train a value-based policy (BC, SAC, CQL, IQL, AWAC) with the one training loop, offline from
+a dataset or (`--online`) in a gymnasium environment.
 
-`recipes/train_{bc,cql,iql,awac}.py` call `main(algorithm, argv)`: the command line has the
+`recipes/train_{bc,sac,cql,iql,awac}.py` call `main(algorithm, argv)`: the command line has the
 run options below plus every field of the algorithm's config dataclass.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from seqrl.data import BufferConfig, EpisodeDataset, TransitionBuffer
 from seqrl.plotting import plot_runs
 from seqrl.policies import evaluation_line
 from seqrl.training import LoopConfig, seed_everything, train
+from seqrl.evaluation import evaluation_env
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -25,7 +28,13 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 @dataclass
 class RunConfig:
     dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "built-in, local or remote Minari id (remote ones are downloaded, e.g. mujoco/hopper/medium-v0), saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
-    env_id: str = field(default="", metadata={"help": "gymnasium env for evaluation (default: the one the dataset records)"})
+    env_id: str = field(default="", metadata={"aliases": ["--env"], "help": "gymnasium env for evaluation (default: the one the dataset records); with --online the env trained in (default InvertedPendulum-v5)"})
+    online: bool = field(default=False, metadata={"help": "train online in --env instead of from --dataset (SAC-family algorithms); max_steps counts environment steps"})
+    random_steps: int = field(default=5000, metadata={"help": "online: uniform random actions for the first N environment steps"})
+    learning_starts: int = field(default=5000, metadata={"help": "online: start updating once N transitions are stored"})
+    updates_per_step: int = field(default=1, metadata={"help": "online: updates per environment step"})
+    buffer_size: int = field(default=1_000_000, metadata={"help": "online: replay buffer capacity (FIFO)"})
+    snapshot_evals: bool = field(default=False, metadata={"help": "save the policy at every evaluation as OUTPUT_DIR/snapshots/step_N (a loadable checkpoint each)"})
     output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the final policy go (default outputs/<algo>/<dataset>)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
     normalize_observations: bool = field(default=True, metadata={"help": "per-dimension mean/std of observations (CORL)"})
@@ -88,9 +97,39 @@ class BufferBatches:
         self.buffer.load_state_dict(state)
 
 
+ONLINE_ALGORITHMS = ("sac", "cql")
+
+
+def _make_evaluator(algo, cfg, env: dict, metadata: dict, out: Path):
+    """evaluate(step) for the loop: deterministic episodes in `env`; optional policy snapshots."""
+    from seqrl.evaluation import evaluate as rollout
+
+    def evaluate(step):
+        algo.eval()
+        result = rollout(algo, n_episodes=cfg.eval_episodes, **env, seed=10_000,
+                         ref_min_score=metadata.get("ref_min_score"),
+                         ref_max_score=metadata.get("ref_max_score"), progress=False)
+        metrics = {"return_mean": result.mean, "return_stderr": result.stderr}
+        if result.normalized_mean is not None:
+            metrics["normalized_score"] = result.normalized_mean
+        if cfg.snapshot_evals:
+            algo.metadata = {**metadata, "training": {**to_dict(cfg), "steps": step, "final_metrics": {}},
+                             "evaluation": metrics}
+            algo.save_pretrained(out / "snapshots" / f"step_{step}")
+        algo.train()
+        return metrics
+
+    return evaluate
+
+
 def main(algorithm: str, argv=None, description: str = "") -> dict:
     config_cls, algo_cls = combined_config_class(algorithm)
     default_yaml = RECIPES / "configs" / algorithm / "invertedpendulum-medium.yaml"
+    online_yaml = RECIPES / "configs" / algorithm / "online.yaml"
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--online" in argv and online_yaml.exists():
+        default_yaml = online_yaml
     cfg = parse_config(config_cls, argv, description=description,
                        default_config=str(default_yaml) if default_yaml.exists() else None)
     algo_fields = {f.name for f in dataclasses.fields(algo_cls) if f.init}
@@ -98,9 +137,44 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     algo_config = dataclasses.replace(algo_config, **{k: tuple(v) for k, v in dataclasses.asdict(algo_config).items()
                                                       if isinstance(v, list)})
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    out = Path(cfg.output_dir or f"outputs/{algorithm}/{Path(cfg.dataset).name}")
+    if cfg.online and algorithm not in ONLINE_ALGORITHMS:
+        raise SystemExit(f"--online trains {', '.join(ONLINE_ALGORITHMS)}; {algorithm} learns from a dataset only")
     seed_everything(algo_config.seed)
+    run = _online_run(cfg, algo_config, device) if cfg.online else _offline_run(cfg, algo_config, device)
+    algo, source, learner, metadata, env = run
+    out = Path(cfg.output_dir or (f"outputs/{algorithm}/{env['env_id'].lower()}-online" if cfg.online
+                                  else f"outputs/{algorithm}/{Path(cfg.dataset).name}"))
+    if cfg.compile:
+        print(f"compiling {', '.join(algo.compile_losses())} (the first update waits for it)")
+    unit = "environment steps" if cfg.online else "updates"
+    print(f"{algorithm}: {sum(p.numel() for p in algo.parameters()):,} parameters, "
+          f"{algo_config.max_steps:,} {unit} of batch {algo_config.batch_size} on {device}")
 
+    evaluate = None
+    if cfg.eval_episodes > 0 and not env.get("env_id"):
+        print("warning: no evaluation: the dataset records no environment (pass --env_id)")
+    if cfg.eval_episodes > 0 and env.get("env_id"):
+        evaluate = _make_evaluator(algo, cfg, env, metadata, out)
+
+    loop = LoopConfig(max_steps=algo_config.max_steps, log_every=cfg.log_every, save_every=cfg.save_every,
+                      eval_every=cfg.eval_every, reuse_freed_memory=cfg.reuse_freed_memory)
+    result = train(learner, source, loop, out, evaluate=evaluate, resume=cfg.resume)
+
+    last = result["history"][-1] if result["history"] else {}
+    metadata |= {
+        "training": {**to_dict(cfg), "steps": algo_config.max_steps,
+                     "final_metrics": {k: v for k, v in last.items() if k != "step"}},
+        "evaluation": result["eval"],
+    }
+    evaluation = evaluation_line(metadata)
+    algo.metadata = metadata
+    algo.eval().save_pretrained(out / "model")
+    print(f"saved {out / 'model'}" + (f" | {evaluation}" if evaluation else ""))
+    print(f"curves: {plot_runs([out], out / 'curves.png')}")
+    return {**result, "output_dir": str(out)}
+
+
+def _offline_run(cfg, algo_config, device):
     episodes = EpisodeDataset.load(cfg.dataset)
     if cfg.env_id:
         episodes.metadata["env_id"] = cfg.env_id
@@ -112,36 +186,7 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     algo = build_algorithm(algo_config, episodes.observation_dim, episodes.action_dim,
                            action_low=buffer.action_low, action_high=buffer.action_high,
                            obs_mean=buffer.obs_mean, obs_std=buffer.obs_std, device=device)
-    if cfg.compile:
-        print(f"compiling {', '.join(algo.compile_losses())} (the first update waits for it)")
     print(f"data: {episodes.summary()}")
-    print(f"{algorithm}: {sum(p.numel() for p in algo.parameters()):,} parameters, "
-          f"{algo_config.max_steps:,} updates of batch {algo_config.batch_size} on {device}")
-
-    evaluate = None
-    if cfg.eval_episodes > 0 and not episodes.env_id:
-        print("warning: no evaluation: the dataset records no environment (pass --env_id)")
-    if cfg.eval_episodes > 0 and episodes.env_id:
-        from seqrl.evaluation import evaluate as rollout
-        from seqrl.evaluation import evaluation_env
-
-        def evaluate(step):
-            algo.eval()
-            result = rollout(algo, n_episodes=cfg.eval_episodes, **evaluation_env(episodes.metadata), seed=10_000,
-                             ref_min_score=episodes.metadata.get("ref_min_score"),
-                             ref_max_score=episodes.metadata.get("ref_max_score"), progress=False)
-            algo.train()
-            metrics = {"return_mean": result.mean, "return_stderr": result.stderr}
-            if result.normalized_mean is not None:
-                metrics["normalized_score"] = result.normalized_mean
-            return metrics
-
-    loop = LoopConfig(max_steps=algo_config.max_steps, log_every=cfg.log_every, save_every=cfg.save_every,
-                      eval_every=cfg.eval_every, reuse_freed_memory=cfg.reuse_freed_memory)
-    result = train(AlgorithmLearner(algo), BufferBatches(buffer, algo_config.batch_size), loop, out,
-                   evaluate=evaluate, resume=cfg.resume)
-
-    last = result["history"][-1] if result["history"] else {}
     metadata = {
         "env_id": episodes.env_id, "env_kwargs": episodes.metadata.get("env_kwargs", {}),
         "max_episode_steps": episodes.metadata.get("max_episode_steps"), "eval_env": episodes.metadata.get("eval_env"),
@@ -150,13 +195,32 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
         "dataset": {"source": episodes.metadata.get("source", cfg.dataset), **episodes.summary().as_dict()},
         "buffer": {"normalize_observations": cfg.normalize_observations, "normalize_reward": cfg.normalize_reward,
                    "reward_multiplier": buffer.reward_multiplier},
-        "training": {**to_dict(cfg), "steps": algo_config.max_steps,
-                     "final_metrics": {k: v for k, v in last.items() if k != "step"}},
-        "evaluation": result["eval"],
     }
-    evaluation = evaluation_line(metadata)
-    algo.metadata = metadata
-    algo.eval().save_pretrained(out / "model")
-    print(f"saved {out / 'model'}" + (f" | {evaluation}" if evaluation else ""))
-    print(f"curves: {plot_runs([out], out / 'curves.png')}")
-    return {**result, "output_dir": str(out)}
+    env = evaluation_env(episodes.metadata) if episodes.env_id else {}
+    return algo, BufferBatches(buffer, algo_config.batch_size), AlgorithmLearner(algo), metadata, env
+
+
+def _online_run(cfg, algo_config, device):
+    from seqrl.data.transitions import ReplayBuffer
+    from seqrl.online import EnvironmentSource, OnlineConfig, OnlineLearner, make_env
+
+    if cfg.normalize_reward:
+        raise SystemExit("--normalize_reward needs dataset returns; online training takes raw rewards")
+    online = OnlineConfig(env_id=cfg.env_id or "InvertedPendulum-v5", random_steps=cfg.random_steps,
+                          learning_starts=cfg.learning_starts, updates_per_step=cfg.updates_per_step,
+                          buffer_size=min(cfg.buffer_size, algo_config.max_steps), batch_size=algo_config.batch_size,
+                          seed=algo_config.seed)
+    env = make_env(online)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    algo = build_algorithm(algo_config, obs_dim, act_dim, action_low=env.action_space.low,
+                           action_high=env.action_space.high, device=device)
+    replay = ReplayBuffer(obs_dim, act_dim, online.buffer_size, device=device, seed=algo_config.seed)
+    source = EnvironmentSource(online, algo, replay, env)
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    metadata = {"env_id": online.env_id, "env_kwargs": {}, "max_episode_steps": limit, "eval_env": None,
+                "env_module": None, "ref_min_score": None, "ref_max_score": None,
+                "online": {"random_steps": online.random_steps, "learning_starts": online.learning_starts,
+                           "updates_per_step": online.updates_per_step, "buffer_size": online.buffer_size}}
+    print(f"online: {online.env_id} (obs {obs_dim}, actions {act_dim}, time limit {limit}), "
+          f"{online.random_steps:,} random steps, updates from {online.learning_starts:,} stored transitions")
+    return algo, source, OnlineLearner(algo, source), metadata, {"env_id": online.env_id}

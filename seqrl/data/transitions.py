@@ -103,3 +103,122 @@ def _action_bounds(metadata: dict, actions: np.ndarray) -> tuple[np.ndarray, np.
     if low.shape != (actions.shape[1],):
         raise DataError(f"metadata action bounds have shape {low.shape}, but actions have {actions.shape[1]} dims")
     return low, high
+
+
+class ReplayBuffer:
+    """An appendable FIFO of transitions on the training device, with `TransitionBuffer`'s
+    `sample(batch_size)` (online SAC, fine-tuning, model rollouts).
+
+    Preallocated for `capacity` rows; `add` writes one transition (or a batch of rows) in place.
+    `terminals` marks true terminations only (Q targets bootstrap through truncations);
+    `truncations` marks where an episode stopped without terminating (time limit, or cut at a
+    resume), so the stored rows can be split back into whole episodes (`episodes()`).
+    """
+
+    FIELDS = TransitionBuffer.FIELDS
+    _STORED = FIELDS + ("truncations",)
+
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int = 1_000_000, device="cpu", seed: int = 0):
+        if capacity < 1:
+            raise DataError(f"replay capacity must be >= 1, got {capacity}")
+        self.obs_dim, self.act_dim, self.capacity = int(obs_dim), int(act_dim), int(capacity)
+        self.device = torch.device(device)
+        shapes = {"observations": (obs_dim,), "actions": (act_dim,), "rewards": (),
+                  "next_observations": (obs_dim,), "terminals": (), "truncations": ()}
+        for name, shape in shapes.items():
+            setattr(self, name, torch.zeros((self.capacity, *shape), dtype=torch.float32, device=self.device))
+        self.size = 0  # rows filled
+        self.position = 0  # next row to write
+        self.total_added = 0
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, observation, action, reward, next_observation, terminated, truncated) -> None:
+        """One transition (1-d observation/action, scalar flags) or a batch of rows."""
+        obs = torch.as_tensor(np.asarray(observation, np.float32), device=self.device).reshape(-1, self.obs_dim)
+        n = obs.shape[0]
+        if n > self.capacity:
+            raise DataError(f"cannot add {n} rows to a replay buffer of capacity {self.capacity}")
+        values = {
+            "observations": obs,
+            "actions": torch.as_tensor(np.asarray(action, np.float32), device=self.device).reshape(n, self.act_dim),
+            "rewards": torch.as_tensor(np.asarray(reward, np.float32), device=self.device).reshape(n),
+            "next_observations": torch.as_tensor(np.asarray(next_observation, np.float32),
+                                                 device=self.device).reshape(n, self.obs_dim),
+            "terminals": torch.as_tensor(np.asarray(terminated, np.float32), device=self.device).reshape(n),
+            "truncations": torch.as_tensor(np.asarray(truncated, np.float32), device=self.device).reshape(n),
+        }
+        rows = (self.position + torch.arange(n, device=self.device)) % self.capacity if n > 1 else self.position
+        for name, value in values.items():
+            getattr(self, name)[rows] = value
+        self.position = (self.position + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+        self.total_added += n
+
+    def mark_truncated(self) -> None:
+        """End the episode in progress at the last stored row (as when a run is cut)."""
+        if self.size:
+            last = (self.position - 1) % self.capacity
+            if not self.terminals[last]:
+                self.truncations[last] = 1.0
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        if self.size == 0:
+            raise DataError("cannot sample from an empty replay buffer")
+        idx = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
+        return {name: getattr(self, name)[idx] for name in self.FIELDS}
+
+    def _ordered(self, name: str) -> torch.Tensor:
+        """The stored rows of one field, oldest first."""
+        t = getattr(self, name)
+        if self.size < self.capacity:
+            return t[: self.size]
+        return torch.cat([t[self.position:], t[: self.position]])
+
+    def arrays(self, first: int | None = None) -> dict[str, np.ndarray]:
+        """The oldest `first` rows (default: all), as numpy arrays keyed like the stored fields."""
+        n = self.size if first is None else min(int(first), self.size)
+        return {name: self._ordered(name)[:n].cpu().numpy() for name in self._STORED}
+
+    def state_dict(self) -> dict:
+        return {"capacity": self.capacity, "position": self.position, "size": self.size,
+                "total_added": self.total_added, "generator": self.generator.get_state(),
+                **{name: getattr(self, name)[: self.size].cpu().clone() for name in self._STORED}}
+
+    def load_state_dict(self, state: dict) -> None:
+        wrapped = state["size"] == state["capacity"] and state["position"] != 0
+        fits = state["capacity"] == self.capacity or (not wrapped and state["size"] <= self.capacity)
+        if not fits or state["observations"].shape[1:] != (self.obs_dim,):
+            raise DataError(f"replay state (capacity {state['capacity']}, obs {tuple(state['observations'].shape[1:])})"
+                            f" does not fit this buffer (capacity {self.capacity}, obs ({self.obs_dim},))")
+        n = int(state["size"])
+        for name in self._STORED:
+            getattr(self, name)[:n] = state[name].to(self.device)
+        # rows kept where they were, so the same draws give the same samples
+        self.size, self.position = n, int(state["position"]) % self.capacity if wrapped else n % self.capacity
+        self.total_added = int(state["total_added"])
+        self.generator.set_state(state["generator"])
+
+
+def split_episodes(arrays: dict[str, np.ndarray]) -> list[dict]:
+    """Rows of a replay buffer (oldest first) as whole episodes in `seqrl.data.collect`'s layout
+    (observations T+1, actions, rewards, terminations, truncations). A trailing episode with no
+    end flag is closed as truncated; its last next observation is kept."""
+    done = (arrays["terminals"] > 0) | (arrays["truncations"] > 0)
+    ends = np.flatnonzero(done).tolist()
+    if len(done) and not done[-1]:
+        ends.append(len(done) - 1)
+    episodes, start = [], 0
+    for end in ends:
+        sl = slice(start, end + 1)
+        terminations = arrays["terminals"][sl] > 0
+        episodes.append({
+            "observations": np.concatenate([arrays["observations"][sl], arrays["next_observations"][end:end + 1]]),
+            "actions": arrays["actions"][sl], "rewards": arrays["rewards"][sl].astype(np.float64),
+            "terminations": terminations, "truncations": ~terminations & (np.arange(start, end + 1) == end),
+        })
+        start = end + 1
+    return episodes

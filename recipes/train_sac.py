@@ -1,0 +1,20 @@
+"""Train SAC offline on a dataset or online (--online --env Hopper-v5): `python recipes/train_sac.py --help`.
+
+Writes OUTPUT_DIR/model (load with `seqrl.from_pretrained`), OUTPUT_DIR/checkpoints (--resume)
+and OUTPUT_DIR/tensorboard. Defaults: recipes/configs/sac/invertedpendulum-medium.yaml.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from seqrl.value_training import main as train  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    return train("sac", argv, description=__doc__)
+
+
+if __name__ == "__main__":
+    main()
