@@ -71,21 +71,34 @@ def run_recipe(words: tuple[str, ...], argv: list[str]) -> int:
 # ---------------------------------------------------------------------------- data / push
 def data_list(args) -> int:
     from seqrl.data.builtin import BUILTIN_DATASETS
+    from seqrl.data.families import FAMILY_DATASETS, available
 
     for dataset_id, spec in sorted(BUILTIN_DATASETS.items()):
         print(f"{dataset_id}\t{spec.env_id} (max {spec.max_episode_steps} steps), {spec.controller} behaviour")
+    shipped = set(available())
+    for dataset_id, spec in sorted(FAMILY_DATASETS.items()):
+        state = "" if dataset_id in shipped else " (behaviour policies not made yet: recipes/make_datasets.py)"
+        print(f"{dataset_id}\t{spec.env_id} (max 1000 steps), D4RL-style {spec.quality}{state}")
     return 0
 
 
 def data_build(args) -> int:
     from seqrl.data import EpisodeDataset
-    from seqrl.data.builtin import ensure_builtin
+    from seqrl.data.builtin import BUILTIN_DATASETS, ensure_builtin
+    from seqrl.data.families import FAMILY_DATASETS, available, ensure_family
 
-    try:
-        dataset_id = ensure_builtin(args.dataset_id, n_steps=args.n_steps, force=args.force)
-    except ValueError as err:
-        raise CommandError(str(err)) from None
-    print(f"{dataset_id}: {EpisodeDataset.load(dataset_id).summary()}")
+    ids = [args.dataset_id]
+    if args.dataset_id == "all":
+        ids = sorted(BUILTIN_DATASETS) + available()
+    for dataset_id in ids:
+        try:
+            if dataset_id in FAMILY_DATASETS:
+                ensure_family(dataset_id, n_steps=args.n_steps, force=args.force)
+            else:
+                ensure_builtin(dataset_id, n_steps=args.n_steps, force=args.force)
+        except ValueError as err:
+            raise CommandError(str(err)) from None
+        print(f"{dataset_id}: {EpisodeDataset.load(dataset_id).summary()}", flush=True)
     return 0
 
 

@@ -317,11 +317,17 @@ class EpisodeDataset:
         if path.is_absolute() or source.startswith((".", "~")) or path.suffix in D4RL_FILE_SUFFIXES:
             raise DataError(f"cannot load dataset {source!r}: no such saved EpisodeDataset directory or "
                             f"{'/'.join(D4RL_FILE_SUFFIXES)} file")
-        from seqrl.data import builtin
+        from seqrl.data import builtin, families
         from seqrl.data.minari import download_minari, is_local_minari, load_minari, looks_like_minari_id
 
         if source in builtin.BUILTIN_DATASETS:
             builtin.ensure_builtin(source)
+            return load_minari(source)
+        if source in families.FAMILY_DATASETS:  # built on first use from the shipped behaviour policies
+            try:
+                families.ensure_family(source)
+            except ValueError as err:
+                raise DataError(str(err)) from None
             return load_minari(source)
         if is_local_minari(source):
             return load_minari(source)

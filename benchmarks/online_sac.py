@@ -1,0 +1,105 @@
+"""Online SAC speed: environment steps per second with one update per step, seqrl against
+d3rlpy 2.8.1's `fit_online`, in one run (each side in its own process, interleaved repeats).
+
+Both sides: Hopper-v5, SAC with 2x256 actor and twin critics, batch 256, every rate 3e-4,
+automatic temperature, a FIFO replay buffer, `--random` uniform-random steps first (no updates
+before them), then one update per environment step, no evaluation, same torch threads. seqrl runs
+`seqrl train sac --online` (the recipe as a user runs it, final checkpoint included); d3rlpy runs
+`SAC.fit_online` with its no-op logger and no progress bar. Timed: the whole training call.
+
+    python benchmarks/online_sac.py                       # 4,000 steps (1,000 random), 1 thread, 2 repeats
+    python benchmarks/online_sac.py --steps 80000 --random 10000 --threads 2 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from value_based import D3RLPY_VENV, ensure_d3rlpy_venv  # noqa: E402
+
+D3RLPY_SIDE = '''
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+import torch
+torch.set_num_threads({threads})
+import gymnasium as gym, d3rlpy
+from d3rlpy.models.encoders import VectorEncoderFactory
+d3rlpy.seed(0)
+env = gym.make("{env}")
+enc = VectorEncoderFactory(hidden_units=[256, 256])
+sac = d3rlpy.algos.SACConfig(batch_size=256, actor_learning_rate=3e-4, critic_learning_rate=3e-4,
+                             temp_learning_rate=3e-4, actor_encoder_factory=enc,
+                             critic_encoder_factory=enc).create(device="cpu:0")
+buffer = d3rlpy.dataset.create_fifo_replay_buffer(limit={steps}, env=env)
+start = time.perf_counter()
+sac.fit_online(env, buffer, n_steps={steps}, n_steps_per_epoch={steps}, update_start_step={random},
+               random_steps={random}, save_interval=10**9, show_progress=False,
+               logger_adapter=d3rlpy.logging.NoopAdapterFactory())
+print("RESULT " + json.dumps({{"seconds": time.perf_counter() - start, "transitions": buffer.transition_count}}))
+'''
+
+SEQRL_SIDE = '''
+import json, sys, time, torch
+torch.set_num_threads({threads})
+from seqrl.value_training import main
+start = time.perf_counter()
+main("sac", ["--online", "--env", "{env}", "--max_steps", "{steps}", "--random_steps", "{random}",
+             "--learning_starts", "{random}", "--eval_episodes", "0", "--save_every", "0",
+             "--log_every", "1000", "--output_dir", "{out}", "--seed", "0"])
+print("RESULT " + json.dumps({{"seconds": time.perf_counter() - start}}))
+'''
+
+
+def run_side(python: Path, code: str, threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TQDM_DISABLE="1")
+    r = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env, cwd=HERE.parent)
+    lines = [line for line in r.stdout.splitlines() if line.startswith("RESULT ")]
+    if r.returncode != 0 or not lines:
+        raise SystemExit(f"{python} failed:\n{r.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="Hopper-v5")
+    p.add_argument("--steps", type=int, default=4000, help="environment steps per run")
+    p.add_argument("--random", type=int, default=1000, help="uniform random steps before updates start")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV))
+    p.add_argument("--out", default=str(HERE / "results" / "online_sac.json"))
+    args = p.parse_args()
+    d3rlpy_python = ensure_d3rlpy_venv(Path(args.d3rlpy_venv))
+    runs = {"seqrl": [], "d3rlpy": []}
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory() as out:
+            runs["seqrl"].append(run_side(Path(sys.executable), SEQRL_SIDE.format(
+                threads=args.threads, env=args.env, steps=args.steps, random=args.random, out=out), args.threads))
+        runs["d3rlpy"].append(run_side(d3rlpy_python, D3RLPY_SIDE.format(
+            threads=args.threads, env=args.env, steps=args.steps, random=args.random), args.threads))
+        print(f"repeat {repeat}: seqrl {runs['seqrl'][-1]['seconds']:.1f} s, d3rlpy {runs['d3rlpy'][-1]['seconds']:.1f} s",
+              flush=True)
+    best = {side: min(r["seconds"] for r in rs) for side, rs in runs.items()}
+    rate = {side: args.steps / s for side, s in best.items()}
+    result = {"env": args.env, "steps": args.steps, "random_steps": args.random,
+              "updates": args.steps - args.random, "threads": args.threads, "runs": runs,
+              "steps_per_s": rate, "ratio": rate["seqrl"] / rate["d3rlpy"],
+              "machine": os.uname().machine, "date": time.strftime("%Y-%m-%d")}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"| online SAC {args.env}, {args.steps:,} steps ({args.random:,} random), {args.threads} thread(s) | "
+          f"seqrl {rate['seqrl']:.1f} vs d3rlpy {rate['d3rlpy']:.1f} env steps/s = **{result['ratio']:.2f}x** |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The quality table: seqrl's BC, CQL, IQL, AWAC (and TT) against d3rlpy 2.8.1's on the same
+datasets at the same budget, several seeds, normalized scores as mean ± s.e. over seeds.
+
+Every cell (library, algorithm, dataset, seed) is one process writing one JSON file under --results,
+so an interrupted table resumes where it stopped (existing cells are skipped). seqrl runs its recipe
+(`seqrl.value_training.main`) with the YAML the table used, `recipes/configs/<algo>/v5-short.yaml`
+(settings for a budget of thousands of updates, not D4RL's 1M: see the README); d3rlpy runs its
+reproduction settings (benchmarks/_d3rlpy_quality_worker.py, in benchmarks/.venv-d3rlpy, created on
+first use) on the same transitions exported to .npz. Both evaluate the final deterministic policy
+on the same reset seeds (10,000 + k) and normalize with the dataset's reference scores.
+
+    python benchmarks/quality.py                                    # hopper medium + medium-replay, 3 seeds
+    python benchmarks/quality.py --datasets seqrl/walker2d/medium-v0 --algos iql,bc --seeds 0,1,2,3,4
+    python benchmarks/quality.py --table                            # print the markdown table of what is done
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+DEFAULT_DATASETS = "seqrl/hopper/medium-v0,seqrl/hopper/medium-replay-v0"
+DEFAULT_STEPS = {"bc": 10_000, "iql": 10_000, "awac": 10_000, "cql": 3_000, "tt": 2_000}
+SEQRL_CELL = '''
+import json, sys, torch
+torch.set_num_threads({threads})
+from seqrl.value_training import main
+r = main("{algo}", {argv!r})
+print("RESULT " + json.dumps({{"eval": r["eval"], "evaluations": r["evaluations"]}}))
+'''
+
+
+def cell_path(results: Path, lib: str, algo: str, dataset: str, seed: int) -> Path:
+    return results / f"{lib}__{algo}__{dataset.replace('/', '_')}__seed{seed}.json"
+
+
+def export_npz(dataset: str, out: Path) -> dict:
+    """The dataset's transitions in d3rlpy's MDPDataset layout (terminals vs timeouts kept apart)."""
+    from seqrl.data import EpisodeDataset
+
+    ds = EpisodeDataset.load(dataset)
+    if not out.exists():
+        a = ds.arrays()
+        ends = np.asarray(a["truncated"], bool) & ~np.asarray(a["terminated"], bool)
+        np.savez(out, observations=a["observation"].astype(np.float32), actions=a["action"].astype(np.float32),
+                 rewards=a["reward"].astype(np.float32), terminals=np.asarray(a["terminated"], np.float32),
+                 timeouts=ends.astype(np.float32))
+    return ds.metadata
+
+
+def run(cmd: list[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TQDM_DISABLE="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    if r.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{r.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def seqrl_cell(algo, dataset, seed, steps, episodes, threads, out_dir) -> dict:
+    config = ROOT / "recipes" / "configs" / algo / "v5-short.yaml"
+    argv = ["--config", str(config), "--dataset", dataset, "--max_steps", str(steps), "--seed", str(seed),
+            "--eval_episodes", str(episodes), "--eval_every", "0", "--save_every", str(steps),
+            "--output_dir", str(out_dir), "--no-resume"]
+    res = run([sys.executable, "-c", SEQRL_CELL.format(threads=threads, algo=algo, argv=argv)], threads)
+    ev = res["eval"]
+    return {"return_mean": ev["return_mean"], "return_stderr": ev["return_stderr"],
+            "normalized_score": ev.get("normalized_score")}
+
+
+def d3rlpy_cell(python, algo, dataset, seed, steps, episodes, threads, npz, meta) -> dict:
+    cmd = [str(python), str(HERE / "_d3rlpy_quality_worker.py"), "--algo", algo, "--data", str(npz),
+           "--env", meta["env_id"], "--steps", str(steps), "--episodes", str(episodes), "--seed", str(seed),
+           "--threads", str(threads)] + (["--medium"] if dataset.endswith("/medium-v0") else [])
+    res = run(cmd, threads)
+    returns = np.asarray(res["returns"])
+    lo, hi = meta.get("ref_min_score"), meta.get("ref_max_score")
+    norm = None if lo is None else float(100 * (returns.mean() - lo) / (hi - lo))
+    return {"return_mean": float(returns.mean()), "return_stderr": float(returns.std(ddof=1) / math.sqrt(len(returns))),
+            "normalized_score": norm, "train_seconds": res["train_seconds"]}
+
+
+def table(results: Path) -> str:
+    cells = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    groups: dict[tuple, list] = {}
+    for c in cells:
+        groups.setdefault((c["dataset"], c["algo"], c["lib"]), []).append(c)
+    from seqrl.data import EpisodeDataset
+
+    lines = ["| dataset (data's normalized mean) | algorithm | updates | seqrl | d3rlpy 2.8.1 | seeds |", "|---|---|---|---|---|---|"]
+    for dataset in sorted({k[0] for k in groups}):
+        meta = EpisodeDataset.load(dataset)
+        lo, hi = meta.metadata["ref_min_score"], meta.metadata["ref_max_score"]
+        data_norm = 100 * (meta.summary().return_mean - lo) / (hi - lo)
+        for algo in ("bc", "cql", "iql", "awac", "tt"):
+            row = []
+            for lib in ("seqrl", "d3rlpy"):
+                scores = [c["normalized_score"] for c in groups.get((dataset, algo, lib), [])]
+                if not scores:
+                    row.append("–")
+                    continue
+                se = np.std(scores, ddof=1) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
+                row.append(f"{np.mean(scores):.1f} ± {se:.1f}")
+            n = max(len(groups.get((dataset, algo, lib), [])) for lib in ("seqrl", "d3rlpy"))
+            if n:
+                steps = next(c["steps"] for lib in ("seqrl", "d3rlpy") for c in groups.get((dataset, algo, lib), []))
+                lines.append(f"| {dataset} ({data_norm:.1f}) | {algo.upper()} | {steps:,} | {row[0]} | {row[1]} | {n} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default=DEFAULT_DATASETS)
+    p.add_argument("--algos", default="bc,iql,awac,cql")
+    p.add_argument("--libs", default="seqrl,d3rlpy")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", default="", help="per algorithm, e.g. iql=20000,cql=5000 (defaults: %s)" % DEFAULT_STEPS)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--results", default=str(HERE / "results" / "quality"))
+    p.add_argument("--table", action="store_true", help="only print the table of finished cells")
+    args = p.parse_args()
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    if args.table:
+        print(table(results))
+        return
+    steps = dict(DEFAULT_STEPS) | {k: int(v) for k, v in (x.split("=") for x in args.steps.split(",") if x)}
+    libs = args.libs.split(",")
+    python = None
+    if "d3rlpy" in libs:
+        from value_based import ensure_d3rlpy_venv
+
+        python = ensure_d3rlpy_venv()
+    work = results / "work"
+    work.mkdir(exist_ok=True)
+    for dataset in args.datasets.split(","):
+        npz = work / f"{dataset.replace('/', '_')}.npz"
+        meta = export_npz(dataset, npz)
+        for seed in map(int, args.seeds.split(",")):
+            for algo in args.algos.split(","):
+                for lib in libs:
+                    if lib == "d3rlpy" and algo == "tt":
+                        continue
+                    path = cell_path(results, lib, algo, dataset, seed)
+                    if path.exists():
+                        continue
+                    t0 = time.perf_counter()
+                    if lib == "seqrl":
+                        res = seqrl_cell(algo, dataset, seed, steps[algo], args.episodes, args.threads,
+                                         work / f"run_{algo}_{seed}")
+                    else:
+                        res = d3rlpy_cell(python, algo, dataset, seed, steps[algo], args.episodes, args.threads, npz, meta)
+                    res |= {"lib": lib, "algo": algo, "dataset": dataset, "seed": seed, "steps": steps[algo],
+                            "episodes": args.episodes, "threads": args.threads,
+                            "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d")}
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(res, indent=1))
+                    os.replace(tmp, path)
+                    print(f"{lib:6s} {algo:4s} {dataset} seed {seed}: normalized {res['normalized_score']:.1f} "
+                          f"(return {res['return_mean']:.0f} ± {res['return_stderr']:.0f}), {res['seconds']:.0f} s", flush=True)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
