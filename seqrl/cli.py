@@ -1,7 +1,8 @@
 """The `seqrl` command.
 
     seqrl data list                      built-in dataset ids
-    seqrl data build ID [--n_steps N]    generate a built-in dataset (into MINARI_DATASETS_PATH)
+    seqrl data build ID [--n_steps N]    generate a built-in or family dataset (into MINARI_DATASETS_PATH);
+                                         ID "all" builds every one whose behaviour policies ship
     seqrl data info ID_OR_PATH           episodes, returns and lengths of any dataset source
     seqrl train tt [OPTIONS]             recipes/train_tt.py (see `seqrl train tt --help`)
     seqrl train iql [OPTIONS]            recipes/train_iql.py; likewise bc, sac, cql, awac
@@ -198,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(data_commands, "list", "ids of the built-in datasets, their environments and behaviour policies")
     p.set_defaults(func=data_list)
     p = add(data_commands, "build", "generate a built-in dataset into MINARI_DATASETS_PATH (kept if up to date)")
-    p.add_argument("dataset_id", help="a built-in id (see `seqrl data list`)")
-    p.add_argument("--n_steps", type=int, default=None, help="environment steps to collect (default: the recipe's)")
+    p.add_argument("dataset_id", help="a built-in or family id (see `seqrl data list`), or `all`")
+    p.add_argument("--n_steps", type=int, default=None, help="environment steps to collect (default: the recipe's; "
+                   "family random/medium/expert sets: 100,000 each)")
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date copy exists")
     p.set_defaults(func=data_build)
     p = add(data_commands, "info", "environment, sizes, returns and lengths of a dataset")
