@@ -80,6 +80,21 @@ def seqrl_cell(algo, dataset, seed, steps, episodes, threads, out_dir) -> dict:
             "normalized_score": ev.get("normalized_score")}
 
 
+def tt_cell(dataset, seed, steps, episodes, threads, out_dir) -> dict:
+    """Train a Trajectory Transformer (recipes/configs/tt/v5-short.yaml) and plan with
+    recipes/configs/plan/v5-short.yaml, both as their recipes run."""
+    cfg = ROOT / "recipes" / "configs"
+    run([sys.executable, "-c", "import sys, json; sys.argv[0] = 'train_tt'; sys.path.insert(0, 'recipes'); "
+         f"import train_tt; train_tt.main({['--config', str(cfg / 'tt' / 'v5-short.yaml'), '--dataset', dataset, '--max_steps', str(steps), '--seed', str(seed), '--output_dir', str(out_dir), '--no-resume']!r}); print('RESULT {{}}')"],
+        threads)
+    plan = out_dir / "plan.json"
+    run([sys.executable, "-c", "import sys; sys.path.insert(0, 'recipes'); import plan_tt; "
+         f"plan_tt.main({['--checkpoint', str(out_dir / 'model'), '--config', str(cfg / 'plan' / 'v5-short.yaml'), '--episodes', str(episodes), '--seed', '10000', '--output', str(plan), '--no-progress', '--threads', str(threads)]!r}); print('RESULT {{}}')"],
+        threads)
+    res = json.loads(plan.read_text())
+    return {"return_mean": res["mean"], "return_stderr": res["stderr"], "normalized_score": res.get("normalized_mean")}
+
+
 def d3rlpy_cell(python, algo, dataset, seed, steps, episodes, threads, npz, meta) -> dict:
     cmd = [str(python), str(HERE / "_d3rlpy_quality_worker.py"), "--algo", algo, "--data", str(npz),
            "--env", meta["env_id"], "--steps", str(steps), "--episodes", str(episodes), "--seed", str(seed),
@@ -158,7 +173,9 @@ def main() -> None:
                     if path.exists():
                         continue
                     t0 = time.perf_counter()
-                    if lib == "seqrl":
+                    if lib == "seqrl" and algo == "tt":
+                        res = tt_cell(dataset, seed, steps[algo], args.episodes, args.threads, work / f"run_tt_{seed}")
+                    elif lib == "seqrl":
                         res = seqrl_cell(algo, dataset, seed, steps[algo], args.episodes, args.threads,
                                          work / f"run_{algo}_{seed}")
                     else:

@@ -259,7 +259,13 @@ def export_family(run_dir, env_id: str, command: str = "") -> dict:
     short = next((s for s, e in ENVS.items() if e == env_id), None)
     if short is None:
         raise ValueError(f"no dataset family for {env_id}; families: {sorted(ENVS.values())}")
-    evaluations = json.loads((run_dir / "eval_history.json").read_text())
+    # the latest checkpoint's own logs: its evaluations and replay rows belong together, also when
+    # the run was stopped early (eval_history.json is written only when a run finishes)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ValueError(f"{run_dir} has no checkpoint: run the SAC training first")
+    logs = json.loads((checkpoint / "logs.json").read_text())
+    evaluations = [e for e in logs["evaluations"] if (run_dir / "snapshots" / f"step_{e['step']}").exists()]
     medium, expert = choose_checkpoints(evaluations)
     out = ASSETS / short
     out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +273,7 @@ def export_family(run_dir, env_id: str, command: str = "") -> dict:
     for name, ev in (("medium", medium), ("expert", expert)):
         algos[name] = load_policy(run_dir / "snapshots" / f"step_{ev['step']}")
         save_actor(algos[name], out / f"{name}.safetensors")
-    state = torch.load(latest_checkpoint(run_dir) / "training_state.pt", map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=False)
     replay = state["source"]["replay"]
     if replay["size"] == replay["capacity"] and replay["position"] != 0:
         raise ValueError("the run's replay buffer wrapped around: medium-replay needs every transition")
@@ -283,7 +289,7 @@ def export_family(run_dir, env_id: str, command: str = "") -> dict:
     space = gym.make(env_id).action_space
     ref_min = reference_return(env_id, UniformRandomController(space.low, space.high))
     ref_max = reference_return(env_id, SampledPolicy(load_actor(out / "expert.safetensors"), deterministic=True))
-    history = json.loads((run_dir / "train_history.json").read_text())
+    history = logs["history"]
     record = {
         "env_id": env_id, "assets_version": int(time.time()),
         "run": {"steps": history[-1]["step"] if history else None, "seed": algos["expert"].config.seed,
