@@ -37,12 +37,23 @@ class OnlineConfig:
     batch_size: int = 256
     seed: int = 0
 
+    def __post_init__(self):
+        for name in ("updates_per_step", "buffer_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("random_steps", "learning_starts"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
 
 def make_env(config: OnlineConfig) -> gym.Env:
     kwargs = dict(config.env_kwargs or {})
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = int(config.max_episode_steps)
-    env = gym.make(config.env_id, **kwargs)
+    try:
+        env = gym.make(config.env_id, **kwargs)
+    except (gym.error.Error, TypeError) as err:
+        raise ValueError(f"cannot make environment {config.env_id!r}: {err}") from None
     if not isinstance(env.action_space, gym.spaces.Box) or not isinstance(env.observation_space, gym.spaces.Box):
         raise ValueError(f"{config.env_id}: online training needs Box observations and actions, got "
                          f"{type(env.observation_space).__name__} / {type(env.action_space).__name__}")

@@ -206,11 +206,14 @@ def _online_run(cfg, algo_config, device):
 
     if cfg.normalize_reward:
         raise SystemExit("--normalize_reward needs dataset returns; online training takes raw rewards")
-    online = OnlineConfig(env_id=cfg.env_id or "InvertedPendulum-v5", random_steps=cfg.random_steps,
-                          learning_starts=cfg.learning_starts, updates_per_step=cfg.updates_per_step,
-                          buffer_size=min(cfg.buffer_size, algo_config.max_steps), batch_size=algo_config.batch_size,
-                          seed=algo_config.seed)
-    env = make_env(online)
+    try:
+        online = OnlineConfig(env_id=cfg.env_id or "InvertedPendulum-v5", random_steps=cfg.random_steps,
+                              learning_starts=cfg.learning_starts, updates_per_step=cfg.updates_per_step,
+                              buffer_size=min(cfg.buffer_size, algo_config.max_steps),
+                              batch_size=algo_config.batch_size, seed=algo_config.seed)
+        env = make_env(online)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     algo = build_algorithm(algo_config, obs_dim, act_dim, action_low=env.action_space.low,
                            action_high=env.action_space.high, device=device)
