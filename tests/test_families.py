@@ -98,3 +98,13 @@ def test_family_without_assets_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(families, "ASSETS", tmp_path)
     with pytest.raises(DataError, match="make_datasets.py"):
         EpisodeDataset.load("seqrl/walker2d/medium-v0")
+
+
+def test_dataset_card_written(family):
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    from seqrl.data import EpisodeDataset
+
+    ds = EpisodeDataset.load("seqrl/hopper/expert-v0")
+    card = (get_dataset_path("seqrl/hopper/expert-v0") / "README.md").read_text()
+    assert card.startswith("# seqrl/hopper/expert-v0") and f"{len(ds):,}" in card and "ref_min_score" in card

@@ -193,7 +193,7 @@ def build_family_dataset(dataset_id: str, *, n_steps: int | None = None):
     import gymnasium
     import mujoco
 
-    return write_minari_dataset(
+    dataset = write_minari_dataset(
         dataset_id, episodes, env_id=spec.env_id, max_episode_steps=MAX_EPISODE_STEPS,
         algorithm_name=f"seqrl SAC ({spec.quality})" if spec.quality != "random" else "uniform random",
         author="seqrl", code_permalink="seqrl/data/families.py", description=_description(spec, record),
@@ -202,6 +202,35 @@ def build_family_dataset(dataset_id: str, *, n_steps: int | None = None):
         requirements=[f"mujoco=={mujoco.__version__}", f"gymnasium=={gymnasium.__version__}"],
         extra_metadata={"seqrl_family": _build_record(spec, record, n_steps)}, overwrite=True,
     )
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    (get_dataset_path(dataset_id) / "README.md").write_text(dataset_card(spec, record, episodes))
+    return dataset
+
+
+def dataset_card(spec: FamilyDatasetSpec, record: dict, episodes: list[Episode]) -> str:
+    """A markdown card for the dataset's folder: what it is, how it was made, its numbers."""
+    returns = episode_returns(episodes)
+    lengths = [len(e["actions"]) for e in episodes]
+    lo, hi = record["ref_min_score"], record["ref_max_score"]
+    curve = ", ".join(f"{e['step'] // 1000}k: {e['return']:.0f}" for e in record["run"]["evaluations"])
+    return f"""# {spec.dataset_id}
+
+{_description(spec, record)}
+
+| | |
+|---|---|
+| environment | `{spec.env_id}`, {MAX_EPISODE_STEPS}-step limit (`eval_env_spec`: the same) |
+| episodes / transitions | {len(episodes):,} / {sum(lengths):,} |
+| terminated / truncated episodes | {sum(bool(e["terminations"].any()) for e in episodes):,} / {sum(bool(e["truncations"].any()) for e in episodes):,} |
+| episode return | {returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f}) |
+| normalized score of the data | {100 * (returns.mean() - lo) / (hi - lo):.1f} |
+| `ref_min_score` / `ref_max_score` | {lo:.2f} / {hi:.2f} (random policy / expert deterministic, {REFERENCE_EPISODES} episodes) |
+| SAC run | `{record["run"]["command"]}` |
+| SAC evaluation curve (10 deterministic episodes) | {curve} |
+
+Load it with `seqrl.data.EpisodeDataset.load("{spec.dataset_id}")` or `minari.load_dataset("{spec.dataset_id}")`.
+"""
 
 
 def _build_record(spec, record: dict, n_steps: int | None) -> dict:
