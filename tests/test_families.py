@@ -78,7 +78,7 @@ def test_build_all_qualities(family):
     assert all(0 < sizes[q] <= 400 for q in ("random", "medium", "expert"))
     # medium-replay is the run's replay buffer: its first rows are the uniform random warm-up
     replay = EpisodeDataset.load("seqrl/hopper/medium-replay-v0").arrays()
-    state = np.load(root / "assets" / "hopper" / "medium_replay.npz")
+    state = np.load(root / "assets" / "hopper" / "medium_replay.npz")  # packed: next observations only at episode ends
     np.testing.assert_array_equal(replay["action"], state["actions"])
 
 

@@ -142,11 +142,30 @@ def _policy_rollout(short: str, env_id: str, which: str, n_steps: int) -> list[E
                    num_envs=NUM_ENVS)
 
 
+def pack_replay(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Replay rows without the redundant next observations: inside an episode s'_t is s_{t+1}, so
+    only the episode ends' s' are kept (half the file)."""
+    ends = np.flatnonzero((rows["terminals"] > 0) | (rows["truncations"] > 0) | (np.arange(len(rows["rewards"])) == len(rows["rewards"]) - 1))
+    inner = np.setdiff1d(np.arange(len(rows["rewards"]) - 1), ends)
+    if not np.array_equal(rows["next_observations"][inner], rows["observations"][inner + 1]):
+        raise ValueError("replay rows are not consecutive inside episodes: cannot pack them")
+    packed = {k: v for k, v in rows.items() if k != "next_observations"}
+    return packed | {"end_rows": ends, "end_next_observations": rows["next_observations"][ends]}
+
+
+def unpack_replay(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    rows = {k: v for k, v in packed.items() if k not in ("end_rows", "end_next_observations")}
+    nxt = np.empty_like(rows["observations"])
+    nxt[:-1] = rows["observations"][1:]
+    nxt[packed["end_rows"]] = packed["end_next_observations"]
+    return rows | {"next_observations": nxt}
+
+
 def _replay_episodes(short: str) -> list[Episode]:
     from seqrl.data.transitions import split_episodes
 
     with np.load(ASSETS / short / "medium_replay.npz") as z:
-        arrays = {k: z[k] for k in z.files}
+        arrays = unpack_replay({k: z[k] for k in z.files})
     return split_episodes(arrays)
 
 
@@ -311,7 +330,7 @@ def export_family(run_dir, env_id: str, command: str = "") -> dict:
                                                "terminals", "truncations")}
     if not rows["terminals"][-1]:
         rows["truncations"][-1] = 1.0  # the episode in progress at the medium checkpoint ends there
-    np.savez_compressed(out / "medium_replay.npz", **rows)
+    np.savez_compressed(out / "medium_replay.npz", **pack_replay(rows))
     t0 = time.perf_counter()
     import gymnasium as gym
 
