@@ -174,10 +174,10 @@ def main() -> None:
                         continue
                     t0 = time.perf_counter()
                     if lib == "seqrl" and algo == "tt":
-                        res = tt_cell(dataset, seed, steps[algo], args.episodes, args.threads, work / f"run_tt_{seed}")
+                        res = tt_cell(dataset, seed, steps[algo], args.episodes, args.threads, work / f"run_tt_{dataset.replace('/', '_')}_{seed}")
                     elif lib == "seqrl":
                         res = seqrl_cell(algo, dataset, seed, steps[algo], args.episodes, args.threads,
-                                         work / f"run_{algo}_{seed}")
+                                         work / f"run_{algo}_{dataset.replace('/', '_')}_{seed}")
                     else:
                         res = d3rlpy_cell(python, algo, dataset, seed, steps[algo], args.episodes, args.threads, npz, meta)
                     res |= {"lib": lib, "algo": algo, "dataset": dataset, "seed": seed, "steps": steps[algo],
