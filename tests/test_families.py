@@ -108,3 +108,15 @@ def test_dataset_card_written(family):
     ds = EpisodeDataset.load("seqrl/hopper/expert-v0")
     card = (get_dataset_path("seqrl/hopper/expert-v0") / "README.md").read_text()
     assert card.startswith("# seqrl/hopper/expert-v0") and f"{len(ds):,}" in card and "ref_min_score" in card
+
+
+def test_load_keeps_a_smaller_build(family):
+    from seqrl.data import EpisodeDataset
+
+    families.ensure_family("seqrl/hopper/random-v0", n_steps=150)
+    small = len(EpisodeDataset.load("seqrl/hopper/random-v0"))  # loading accepts the build that is there
+    assert small <= 150
+    families.ensure_family("seqrl/hopper/random-v0")  # no size asked: kept
+    assert len(EpisodeDataset.load("seqrl/hopper/random-v0")) == small
+    families.ensure_family("seqrl/hopper/random-v0", n_steps=400)  # another size asked: rebuilt
+    assert len(EpisodeDataset.load("seqrl/hopper/random-v0")) > small

@@ -258,7 +258,8 @@ def _build_record(spec, record: dict, n_steps: int | None) -> dict:
 
 
 def ensure_family(dataset_id: str, *, n_steps: int | None = None, force: bool = False) -> str:
-    """Build `dataset_id` into MINARI_DATASETS_PATH unless an identical build is there."""
+    """Build `dataset_id` into MINARI_DATASETS_PATH unless a build from the same assets and builder
+    is there (with `n_steps` given: of that size too; without: of any size)."""
     spec = _spec(dataset_id)
     if not force:
         from minari.storage.datasets_root_dir import get_dataset_path
@@ -267,7 +268,11 @@ def ensure_family(dataset_id: str, *, n_steps: int | None = None, force: bool = 
             meta = json.loads((get_dataset_path(dataset_id) / "data" / "metadata.json").read_text())
         except (OSError, ValueError):
             meta = {}
-        if meta.get("seqrl_family") == _build_record(spec, family_record(spec.short), n_steps):
+        have = meta.get("seqrl_family") or {}
+        want = _build_record(spec, family_record(spec.short), n_steps)
+        if n_steps is None:
+            have, want = ({k: v for k, v in r.items() if k != "n_steps"} for r in (have, want))
+        if have and have == want:
             return dataset_id
     build_family_dataset(dataset_id, n_steps=n_steps)
     return dataset_id
