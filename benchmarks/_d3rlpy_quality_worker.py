@@ -1,7 +1,8 @@
 """d3rlpy's side of benchmarks/quality.py (runs in benchmarks/.venv-d3rlpy): trains one algorithm
 on one dataset (an .npz written by quality.py from the same Minari dataset seqrl reads) with its
-reproduction settings (reproductions/offline/*.py), then evaluates the deterministic policy on the
-same reset seeds as seqrl. One JSON line out."""
+reproduction settings (reproductions/offline/*.py), saves the greedy policy as TorchScript
+(`save_policy`) for quality.py to evaluate in seqrl's environment, and also evaluates it here on the
+same reset seeds (d3rlpy pins gymnasium 1.0 / mujoco 3.2.7: another simulator build). One JSON line out."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--medium", action="store_true", help="a *-medium dataset (CQL's weight 10)")
+    p.add_argument("--policy_out", default="", help="also save the greedy policy as TorchScript here")
     args = p.parse_args()
     warnings.simplefilter("ignore")
     import numpy as np
@@ -68,6 +70,8 @@ def main() -> None:
     algo.fit(dataset, n_steps=args.steps, n_steps_per_epoch=args.steps, show_progress=False, save_interval=10**9,
              logger_adapter=d3rlpy.logging.NoopAdapterFactory())
     train_s = time.perf_counter() - start
+    if args.policy_out:  # evaluated by quality.py in seqrl's environment (its gymnasium/mujoco versions)
+        algo.save_policy(args.policy_out)
     env = gym.make(args.env, max_episode_steps=1000)
     returns = []
     for k in range(args.episodes):  # seqrl's evaluation resets episode k with eval_seed + k

@@ -6,8 +6,12 @@ so an interrupted table resumes where it stopped (existing cells are skipped). s
 (`seqrl.value_training.main`) with the YAML the table used, `recipes/configs/<algo>/v5-short.yaml`
 (settings for a budget of thousands of updates, not D4RL's 1M: see the README); d3rlpy runs its
 reproduction settings (benchmarks/_d3rlpy_quality_worker.py, in benchmarks/.venv-d3rlpy, created on
-first use) on the same transitions exported to .npz. Both evaluate the final deterministic policy
-on the same reset seeds (10,000 + k) and normalize with the dataset's reference scores.
+first use) on the same transitions exported to .npz. Both final deterministic policies are evaluated
+by the same code in the same environment build (d3rlpy's is exported with `save_policy` as
+TorchScript and run in seqrl's gymnasium 1.4 / mujoco 4.0 Hopper-v5: d3rlpy's own venv pins
+gymnasium 1.0 / mujoco 3.2.7, whose Hopper-v5 drifts apart from the one the data was made in after a
+few hundred steps), on the same reset seeds (10,000 + k), normalized with the dataset's reference
+scores. d3rlpy's return in its own env is kept in each cell as `own_env_return_mean`.
 
     python benchmarks/quality.py                                    # hopper medium + medium-replay, 3 seeds
     python benchmarks/quality.py --datasets seqrl/walker2d/medium-v0 --algos iql,bc --seeds 0,1,2,3,4
@@ -99,12 +103,25 @@ def d3rlpy_cell(python, algo, dataset, seed, steps, episodes, threads, npz, meta
     cmd = [str(python), str(HERE / "_d3rlpy_quality_worker.py"), "--algo", algo, "--data", str(npz),
            "--env", meta["env_id"], "--steps", str(steps), "--episodes", str(episodes), "--seed", str(seed),
            "--threads", str(threads)] + (["--medium"] if dataset.endswith("/medium-v0") else [])
-    res = run(cmd, threads)
-    returns = np.asarray(res["returns"])
-    lo, hi = meta.get("ref_min_score"), meta.get("ref_max_score")
-    norm = None if lo is None else float(100 * (returns.mean() - lo) / (hi - lo))
-    return {"return_mean": float(returns.mean()), "return_stderr": float(returns.std(ddof=1) / math.sqrt(len(returns))),
-            "normalized_score": norm, "train_seconds": res["train_seconds"]}
+    policy_file = npz.parent / f"d3rlpy_{algo}_{npz.stem}_{seed}.pt"
+    res = run(cmd + ["--policy_out", str(policy_file)], threads)
+    own = np.asarray(res["returns"])
+    # the exported greedy policy evaluated exactly as seqrl's: same env build, code and reset seeds
+    import torch
+
+    from seqrl.evaluation import evaluate, evaluation_env
+
+    torch.set_num_threads(threads)
+    scripted = torch.jit.load(str(policy_file))
+
+    def act(obs):
+        with torch.no_grad():
+            return scripted(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+    result = evaluate(act, n_episodes=episodes, **evaluation_env(meta), seed=10_000, progress=False,
+                      ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"))
+    return {"return_mean": result.mean, "return_stderr": result.stderr, "normalized_score": result.normalized_mean,
+            "own_env_return_mean": float(own.mean()), "train_seconds": res["train_seconds"]}
 
 
 def table(results: Path) -> str:
