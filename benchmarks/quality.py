@@ -131,7 +131,7 @@ def table(results: Path) -> str:
         groups.setdefault((c["dataset"], c["algo"], c["lib"]), []).append(c)
     from seqrl.data import EpisodeDataset
 
-    lines = ["| dataset (data's normalized mean) | algorithm | updates | seqrl | d3rlpy 2.8.1 | seeds |", "|---|---|---|---|---|---|"]
+    lines = ["| dataset (data's normalized mean) | algorithm | updates | seqrl: mean ± s.e. (each seed) | d3rlpy 2.8.1 | seeds |", "|---|---|---|---|---|---|"]
     for dataset in sorted({k[0] for k in groups}):
         meta = EpisodeDataset.load(dataset)
         lo, hi = meta.metadata["ref_min_score"], meta.metadata["ref_max_score"]
@@ -144,9 +144,11 @@ def table(results: Path) -> str:
                     row.append("–")
                     continue
                 se = np.std(scores, ddof=1) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
-                row.append(f"{np.mean(scores):.1f} ± {se:.1f}")
-            n = max(len(groups.get((dataset, algo, lib), [])) for lib in ("seqrl", "d3rlpy"))
-            if n:
+                each = ", ".join(f"{x:.1f}" for x in scores)
+                row.append(f"**{np.mean(scores):.1f} ± {se:.1f}** ({each})")
+            counts = [len(groups.get((dataset, algo, lib), [])) for lib in ("seqrl", "d3rlpy")]
+            n = "/".join(map(str, counts))
+            if any(counts):
                 steps = next(c["steps"] for lib in ("seqrl", "d3rlpy") for c in groups.get((dataset, algo, lib), []))
                 lines.append(f"| {dataset} ({data_norm:.1f}) | {algo.upper()} | {steps:,} | {row[0]} | {row[1]} | {n} |")
     return "\n".join(lines)
