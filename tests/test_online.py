@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqrl.data import DataError, ReplayBuffer, TransitionBuffer
-from seqrl.data.transitions import split_episodes
+from seqrl.data.collect import split_episodes
 from seqrl.online import EnvironmentSource, OnlineConfig, OnlineLearner
 
 

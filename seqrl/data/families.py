@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrl.data.collect import Episode, episode_returns, rollout, write_minari_dataset
+from seqrl.data.collect import Episode, episode_returns, rollout, split_episodes, write_minari_dataset
 from seqrl.data.controllers import UniformRandomController
 
 ASSETS = Path(__file__).resolve().parent / "family_assets"
@@ -162,8 +162,6 @@ def unpack_replay(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _replay_episodes(short: str) -> list[Episode]:
-    from seqrl.data.transitions import split_episodes
-
     with np.load(ASSETS / short / "medium_replay.npz") as z:
         arrays = unpack_replay({k: z[k] for k in z.files})
     return split_episodes(arrays)

@@ -202,23 +202,3 @@ class ReplayBuffer:
         self.total_added = int(state["total_added"])
         self.generator.set_state(state["generator"])
 
-
-def split_episodes(arrays: dict[str, np.ndarray]) -> list[dict]:
-    """Rows of a replay buffer (oldest first) as whole episodes in `seqrl.data.collect`'s layout
-    (observations T+1, actions, rewards, terminations, truncations). A trailing episode with no
-    end flag is closed as truncated; its last next observation is kept."""
-    done = (arrays["terminals"] > 0) | (arrays["truncations"] > 0)
-    ends = np.flatnonzero(done).tolist()
-    if len(done) and not done[-1]:
-        ends.append(len(done) - 1)
-    episodes, start = [], 0
-    for end in ends:
-        sl = slice(start, end + 1)
-        terminations = arrays["terminals"][sl] > 0
-        episodes.append({
-            "observations": np.concatenate([arrays["observations"][sl], arrays["next_observations"][end:end + 1]]),
-            "actions": arrays["actions"][sl], "rewards": arrays["rewards"][sl].astype(np.float64),
-            "terminations": terminations, "truncations": ~terminations & (np.arange(start, end + 1) == end),
-        })
-        start = end + 1
-    return episodes
