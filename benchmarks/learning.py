@@ -1,7 +1,7 @@
 """Do the value-based methods learn? Each recipe trains on a built-in dataset and is evaluated
 against the behaviour data it learned from.
 
-For every (algorithm, dataset) pair this runs `seqrl.value_training.main` (the code behind
+For every (algorithm, dataset) pair this runs `seqrl.training.run.main` (the code behind
 `recipes/train_<algo>.py`, with that recipe's default YAML) for a CPU-sized budget of updates,
 evaluates the final policy on 10 episodes, and reports the mean return +- s.e. beside the
 dataset's mean episode return, as JSON (benchmarks/results/learning.json) and markdown rows for
@@ -34,12 +34,12 @@ def main() -> None:
 
     import torch
 
-    from seqrl.data import EpisodeDataset
-    from seqrl.value_training import main as train
+    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.training.run import main as train
 
     rows, results = [], []
     for dataset in args.datasets.split(","):
-        data = EpisodeDataset.load(dataset).summary()
+        data = load_dataset(dataset).summary()
         for algo in args.algos.split(","):
             with tempfile.TemporaryDirectory() as out:
                 start = time.perf_counter()

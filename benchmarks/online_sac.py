@@ -51,7 +51,7 @@ print("RESULT " + json.dumps({{"seconds": time.perf_counter() - start, "transiti
 SEQRL_SIDE = '''
 import json, sys, time, torch
 torch.set_num_threads({threads})
-from seqrl.value_training import main
+from seqrl.training.run import main
 start = time.perf_counter()
 main("sac", ["--online", "--env", "{env}", "--max_steps", "{steps}", "--random_steps", "{random}",
              "--learning_starts", "{random}", "--eval_episodes", "0", "--save_every", "0",

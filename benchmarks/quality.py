@@ -3,7 +3,7 @@ datasets at the same budget, several seeds, normalized scores as mean ± s.e. ov
 
 Every cell (library, algorithm, dataset, seed) is one process writing one JSON file under --results,
 so an interrupted table resumes where it stopped (existing cells are skipped). seqrl runs its recipe
-(`seqrl.value_training.main`) with the YAML the table used, `recipes/configs/<algo>/v5-short.yaml`
+(`seqrl.training.run.main`) with the YAML the table used, `recipes/configs/<algo>/v5-short.yaml`
 (settings for a budget of thousands of updates, not D4RL's 1M: see the README); d3rlpy runs its
 reproduction settings (benchmarks/_d3rlpy_quality_worker.py, in benchmarks/.venv-d3rlpy, created on
 first use) on the same transitions exported to .npz. Both final deterministic policies are evaluated
@@ -40,7 +40,7 @@ DEFAULT_STEPS = {"bc": 10_000, "iql": 10_000, "awac": 10_000, "cql": 3_000, "tt"
 SEQRL_CELL = '''
 import json, sys, torch
 torch.set_num_threads({threads})
-from seqrl.value_training import main
+from seqrl.training.run import main
 r = main("{algo}", {argv!r})
 print("RESULT " + json.dumps({{"eval": r["eval"], "evaluations": r["evaluations"]}}))
 '''
@@ -52,9 +52,9 @@ def cell_path(results: Path, lib: str, algo: str, dataset: str, seed: int) -> Pa
 
 def export_npz(dataset: str, out: Path) -> dict:
     """The dataset's transitions in d3rlpy's MDPDataset layout (terminals vs timeouts kept apart)."""
-    from seqrl.data import EpisodeDataset
+    from seqrl.data import EpisodeDataset, load_dataset
 
-    ds = EpisodeDataset.load(dataset)
+    ds = load_dataset(dataset)
     if not out.exists():
         a = ds.arrays()
         ends = np.asarray(a["truncated"], bool) & ~np.asarray(a["terminated"], bool)
@@ -129,11 +129,11 @@ def table(results: Path) -> str:
     groups: dict[tuple, list] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["algo"], c["lib"]), []).append(c)
-    from seqrl.data import EpisodeDataset
+    from seqrl.data import EpisodeDataset, load_dataset
 
     lines = ["| dataset (data's normalized mean) | algorithm | updates | seqrl: mean ± s.e. (each seed) | d3rlpy 2.8.1 | seeds |", "|---|---|---|---|---|---|"]
     for dataset in sorted({k[0] for k in groups}):
-        meta = EpisodeDataset.load(dataset)
+        meta = load_dataset(dataset)
         lo, hi = meta.metadata["ref_min_score"], meta.metadata["ref_max_score"]
         data_norm = 100 * (meta.summary().return_mean - lo) / (hi - lo)
         for algo in ("bc", "cql", "iql", "awac", "tt"):

@@ -41,7 +41,7 @@ from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, Tra
 from seqrl.planning.beam import BeamPlanner
 from seqrl.planning.config import PlannerConfig
 from seqrl.planning.reference import encode_transition, reference_plan
-from seqrl.pretrained import TrajectoryModel
+from seqrl.hub import TrajectoryModel
 
 SHAPES = {"hopper": (11, 3), "halfcheetah": (17, 6)}
 

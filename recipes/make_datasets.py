@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from seqrl.data.families import ENVS, QUALITIES, ensure_family, export_family  # noqa: E402
+from seqrl.data.families import ENVS, QUALITIES, ensure_family  # noqa: E402
+from seqrl.training.families import export_family  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -37,7 +38,7 @@ def main(argv=None) -> None:
                f"{args.random_steps} --learning_starts {args.random_steps} --eval_every {args.eval_every} "
                f"--seed {args.seed}")
     if not args.skip_training:
-        from seqrl.value_training import main as train
+        from seqrl.training.run import main as train
 
         train("sac", ["--online", "--env", args.env, "--max_steps", str(args.steps), "--random_steps",
                       str(args.random_steps), "--learning_starts", str(args.random_steps), "--eval_every",
@@ -48,13 +49,13 @@ def main(argv=None) -> None:
     print(f"{args.env}: expert {record['expert']['return']:.0f} at step {record['expert']['step']:,}, "
           f"medium {record['medium']['return']:.0f} at step {record['medium']['step']:,}; reference scores "
           f"{record['ref_min_score']:.1f} / {record['ref_max_score']:.1f}")
-    from seqrl.data import EpisodeDataset
+    from seqrl.data import EpisodeDataset, load_dataset
 
     for quality in QUALITIES:
         dataset_id = f"seqrl/{short}/{quality}-v0"
         t0 = time.perf_counter()
         ensure_family(dataset_id, force=True)
-        print(f"{dataset_id} ({time.perf_counter() - t0:.0f} s): {EpisodeDataset.load(dataset_id).summary()}", flush=True)
+        print(f"{dataset_id} ({time.perf_counter() - t0:.0f} s): {load_dataset(dataset_id).summary()}", flush=True)
 
 
 if __name__ == "__main__":

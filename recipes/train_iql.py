@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from seqrl.value_training import main as train  # noqa: E402
+from seqrl.training.run import main as train  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -4,54 +4,38 @@
     seqrl data build ID [--n_steps N]    generate a built-in or family dataset (into MINARI_DATASETS_PATH);
                                          ID "all" builds every one whose behaviour policies ship
     seqrl data info ID_OR_PATH           episodes, returns and lengths of any dataset source
-    seqrl train tt [OPTIONS]             recipes/train_tt.py (see `seqrl train tt --help`)
-    seqrl train iql [OPTIONS]            recipes/train_iql.py; likewise bc, sac, cql, awac
+    seqrl train tt [OPTIONS]             train a Trajectory Transformer (see `seqrl train tt --help`)
+    seqrl train iql [OPTIONS]            train IQL offline; likewise bc, sac, cql, awac
     seqrl train sac --online --env ID    SAC trained online in a gymnasium environment
     seqrl eval PATH_OR_REPO_ID           evaluate a value-based policy in its environment
     seqrl plot RUN_DIR [RUN_DIR ...]     training curves and evaluation returns as a PNG
-    seqrl plan [OPTIONS]                 recipes/plan_tt.py (see `seqrl plan --help`)
+    seqrl plan [OPTIONS]                 beam-search planning with a trained TT (see `seqrl plan --help`)
     seqrl push PATH REPO_ID              upload a checkpoint directory to the Hub
 
-`train` and `plan` run the recipes of a seqrl checkout (recipes/ is not an installed package);
-for multi-process training use `accelerate launch recipes/train_tt.py` directly.
+`train` and `plan` run the library's run assembly (seqrl.training.run, seqrl.training.plan), the
+same code `recipes/*.py` call; for multi-process TT training use `accelerate launch recipes/train_tt.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import sys
 from pathlib import Path
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-# subcommand words -> recipe file; their arguments go to the recipe's own parser untouched
+# subcommand words -> the library entry point; their arguments go to its own parser untouched
 VALUE_BASED = ("bc", "sac", "cql", "iql", "awac")
-RECIPES = {("train", "tt"): "train_tt.py", ("plan",): "plan_tt.py",
-           **{("train", algo): f"train_{algo}.py" for algo in VALUE_BASED}}
+RUNS = {("train", "tt"): "tt", ("plan",): "plan", **{("train", algo): algo for algo in VALUE_BASED}}
 
 
 class CommandError(Exception):
     """A failure to report as one line, exit status 1."""
 
 
-# ---------------------------------------------------------------------------- recipes
-def load_recipe(filename: str):
-    """Import recipes/FILENAME by path (recipes/ is a folder of scripts, not a package)."""
-    path = RECIPES_DIR / filename
-    if not path.exists():
-        raise CommandError(f"{path} not found: `seqrl train` and `seqrl plan` need a seqrl source checkout")
-    name = f"seqrl_recipe_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
+# ---------------------------------------------------------------------------- train / plan
 @contextlib.contextmanager
 def program_name(name: str):
-    """argparse names the program after sys.argv[0]: make a recipe's usage read `seqrl plan`."""
+    """argparse names the program after sys.argv[0]: make a run's usage read `seqrl plan`."""
     old = sys.argv[0] if sys.argv else ""
     if not sys.argv:
         sys.argv.append(name)
@@ -62,10 +46,16 @@ def program_name(name: str):
         sys.argv[0] = old
 
 
-def run_recipe(words: tuple[str, ...], argv: list[str]) -> int:
-    module = load_recipe(RECIPES[words])
+def run(words: tuple[str, ...], argv: list[str]) -> int:
     with program_name("seqrl " + " ".join(words)):
-        module.main(argv)
+        if RUNS[words] == "plan":
+            from seqrl.training.plan import main as plan
+
+            plan(argv)
+        else:
+            from seqrl.training.run import main as train
+
+            train(RUNS[words], argv)
     return 0
 
 
@@ -84,7 +74,7 @@ def data_list(args) -> int:
 
 
 def data_build(args) -> int:
-    from seqrl.data import EpisodeDataset
+    from seqrl.data import EpisodeDataset, load_dataset
     from seqrl.data.builtin import BUILTIN_DATASETS, ensure_builtin
     from seqrl.data.families import FAMILY_DATASETS, available, ensure_family
 
@@ -99,15 +89,15 @@ def data_build(args) -> int:
                 ensure_builtin(dataset_id, n_steps=args.n_steps, force=args.force)
         except ValueError as err:
             raise CommandError(str(err)) from None
-        print(f"{dataset_id}: {EpisodeDataset.load(dataset_id).summary()}", flush=True)
+        print(f"{dataset_id}: {load_dataset(dataset_id).summary()}", flush=True)
     return 0
 
 
 def data_info(args) -> int:
-    from seqrl.data import DataError, EpisodeDataset
+    from seqrl.data import DataError, EpisodeDataset, load_dataset
 
     try:
-        dataset = EpisodeDataset.load(args.source)
+        dataset = load_dataset(args.source)
     except DataError as err:
         raise CommandError(str(err)) from None
     meta = dataset.metadata
@@ -122,8 +112,7 @@ def data_info(args) -> int:
 
 def evaluate_policy(args) -> int:
     from seqrl.evaluation import EvaluationError, evaluate, evaluation_env, normalized_score, reference_scores
-    from seqrl.hub import CheckpointError, read_metadata, resolve
-    from seqrl.policies import load_policy
+    from seqrl.hub import CheckpointError, load_policy, read_metadata, resolve
 
     try:
         directory = resolve(args.checkpoint, args.revision)
@@ -210,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=data_info)
 
     # train/plan: listed here for --help; their arguments are handled by the recipes (see main)
-    train = add(commands, "train", "train a model (runs recipes/train_<algo>.py)")
+    train = add(commands, "train", "train a model (Trajectory Transformer or a value-based policy)")
     train_commands = train.add_subparsers(dest="algorithm", metavar="ALGO", required=True)
     train_commands.add_parser("tt", help="Trajectory Transformer: see `seqrl train tt --help`", add_help=False)
     for algo in VALUE_BASED:
@@ -250,9 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        for words in RECIPES:  # hand everything after the subcommand words to the recipe
+        for words in RUNS:  # hand everything after the subcommand words to the run's own parser
             if tuple(argv[:len(words)]) == words:
-                return run_recipe(words, argv[len(words):])
+                return run(words, argv[len(words):])
         args = build_parser().parse_args(argv)
         return args.func(args)
     except CommandError as err:

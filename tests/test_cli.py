@@ -76,7 +76,6 @@ def test_help_of_each_subcommand(words, expected, capsys):
 
 
 def test_plan_help_lists_planner_options(capsys):
-    pytest.importorskip("seqrl.planning.config", reason="the planner config has not landed yet")
     with pytest.raises(SystemExit) as exit_info:
         main(["plan", "--help"])
     assert exit_info.value.code == 0
@@ -101,7 +100,7 @@ def test_push_refuses_a_non_checkpoint(tmp_path, capsys):
 
 
 def test_train_a_value_based_policy_then_eval_it(tmp_path, capsys):
-    """`seqrl train iql ...` runs recipes/train_iql.py; `seqrl eval` runs the saved policy in the recorded
+    """`seqrl train iql ...` runs the library's run assembly; `seqrl eval` runs the saved policy in the recorded
     environment, deterministic and reproducible, the same returns as evaluating it from Python."""
     import json
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqrl.data import (BufferConfig, DataError, Discretizer, EpisodeDataset, TokenizerConfig,
+from seqrl.data import (BufferConfig, DataError, Discretizer, EpisodeDataset, load_dataset, TokenizerConfig,
                         TokenWindows, TransitionBuffer)
 from seqrl.data.returns import apply_termination_penalty, reward_to_go
 from seqrl.data.windows import joined_columns
@@ -118,15 +118,15 @@ def test_empty_and_zero_length_episodes_are_rejected():
 def test_save_to_disk_and_npz_round_trip(tmp_path):
     data = make_arrays(n=12, ends={4: "term"})
     np.savez(tmp_path / "d.npz", **data)
-    ds = EpisodeDataset.load(str(tmp_path / "d.npz"))
+    ds = load_dataset(str(tmp_path / "d.npz"))
     ds.metadata["env_id"] = "Pendulum-v1"
     ds.save_to_disk(tmp_path / "saved")
-    back = EpisodeDataset.load(str(tmp_path / "saved"))
+    back = load_dataset(str(tmp_path / "saved"))
     assert back.metadata["env_id"] == "Pendulum-v1"
     for k, v in ds.arrays().items():
         np.testing.assert_array_equal(back.arrays()[k], v)
     with pytest.raises(DataError, match="cannot load dataset"):
-        EpisodeDataset.load(str(tmp_path / "nope"))
+        load_dataset(str(tmp_path / "nope"))
 
 
 def test_d4rl_hdf5_file_loads_with_env_from_its_name(tmp_path):
@@ -141,7 +141,7 @@ def test_d4rl_hdf5_file_loads_with_env_from_its_name(tmp_path):
             f[k] = v
         f["infos/qpos"] = np.zeros((12, 6))
         f["metadata/algorithm"] = "SAC"
-    ds = EpisodeDataset.load(str(path))
+    ds = load_dataset(str(path))
     want = EpisodeDataset.from_d4rl(data)
     for k, v in want.arrays().items():
         np.testing.assert_array_equal(ds.arrays()[k], v)
@@ -156,12 +156,12 @@ def test_d4rl_hdf5_file_loads_with_env_from_its_name(tmp_path):
     # any other name keeps only what the file says; a broken file is one clear error
     other = tmp_path / "my-robot.h5"
     other.write_bytes(path.read_bytes())
-    assert EpisodeDataset.load(str(other)).env_id is None
+    assert load_dataset(str(other)).env_id is None
     (tmp_path / "broken-v2.hdf5").write_text("not hdf5")
     with pytest.raises(DataError, match="not a readable HDF5 file"):
-        EpisodeDataset.load(str(tmp_path / "broken-v2.hdf5"))
+        load_dataset(str(tmp_path / "broken-v2.hdf5"))
     with pytest.raises(DataError, match="no such saved EpisodeDataset"):
-        EpisodeDataset.load("missing-medium-v2.hdf5")
+        load_dataset("missing-medium-v2.hdf5")
 
 
 def test_minari_loader_keeps_flags_spaces_and_time_limit(tmp_path, monkeypatch):
@@ -186,7 +186,7 @@ def test_minari_loader_keeps_flags_spaces_and_time_limit(tmp_path, monkeypatch):
                                      truncations=flags & (not term), infos={}))
     minari.create_dataset_from_buffers("test/pendulum/tiny-v0", buffers, env=env, data_format="arrow",
                                        algorithm_name="random", ref_min_score=-1.0, ref_max_score=2.0)
-    ds = EpisodeDataset.load("test/pendulum/tiny-v0")
+    ds = load_dataset("test/pendulum/tiny-v0")
     a = ds.arrays()
     assert len(ds) == 8 and ds.env_id == "Pendulum-v1" and ds.metadata["max_episode_steps"] == 5
     np.testing.assert_array_equal(np.flatnonzero(a["truncated"]), [4])
@@ -217,7 +217,7 @@ def test_minari_dict_observations_are_flattened_like_gymnasium(tmp_path, monkeyp
                            terminations=np.zeros(5, bool), truncations=np.arange(5) == 4, infos={})
     minari.create_dataset_from_buffers("test/dictpendulum/tiny-v0", [buffer], env=env, data_format="arrow",
                                        algorithm_name="random")
-    ds = EpisodeDataset.load("test/dictpendulum/tiny-v0")
+    ds = load_dataset("test/dictpendulum/tiny-v0")
     assert ds.observation_dim == 3 and ds.metadata["observation_layout"] == {"angle": 2, "velocity": 1}
     flat = np.array([gym.spaces.flatten(env.observation_space, o) for o in observations])
     a = ds.arrays()
@@ -259,7 +259,7 @@ def test_minari_discrete_actions_are_one_clear_error(tmp_path, monkeypatch):
                            truncations=np.array(truncations), infos={})
     minari.create_dataset_from_buffers("seqrltest/cartpole/alternate-v0", [buffer], env=env, algorithm_name="alternate")
     with pytest.raises(DataError, match=r"action space Discrete\(2\); seqrl's methods need continuous actions"):
-        EpisodeDataset.load("seqrltest/cartpole/alternate-v0")
+        load_dataset("seqrltest/cartpole/alternate-v0")
 
 
 # ---------------------------------------------------------------------------- discretizer

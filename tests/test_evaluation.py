@@ -293,7 +293,7 @@ def test_env_from_a_package_that_registers_it_on_import(tmp_path, monkeypatch):
     entry point's package (`env_module`) and evaluation imports it first; a missing package is one line."""
     import sys
 
-    from seqrl.data import EpisodeDataset
+    from seqrl.data import EpisodeDataset, load_dataset
     from seqrl.data.collect import rollout, write_minari_dataset
     from seqrl.data.controllers import make_controller
     from seqrl.evaluation import evaluation_env
@@ -304,7 +304,7 @@ def test_env_from_a_package_that_registers_it_on_import(tmp_path, monkeypatch):
 
     episodes = rollout(env_id, make_controller("Pendulum-v1", "medium", seed=0), n_steps=60, seed=0)
     write_minari_dataset("seqrltest/plugin/medium-v0", episodes, env_id=env_id, algorithm_name="test")
-    data = EpisodeDataset.load("seqrltest/plugin/medium-v0")
+    data = load_dataset("seqrltest/plugin/medium-v0")
     assert data.metadata["env_module"] == "plugin_env"
 
     # a fresh interpreter has not imported it: unregister and forget the module to get there here

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import seqrl
-from seqrl.data import DataError, Discretizer, EpisodeDataset
+from seqrl.data import DataError, Discretizer, EpisodeDataset, load_dataset
 from seqrl.hub import CheckpointError, push_to_hub
 from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
-from seqrl.pretrained import TrajectoryModel
+from seqrl.hub import TrajectoryModel
 
 
 @pytest.fixture()
@@ -30,7 +30,7 @@ def trajectory_model(tmp_path):
             "training": {"steps": 7, "batch_size": 4, "learning_rate": 6e-4, "final_loss": 1.5,
                          "final_losses_by_type": {"obs": 1.0}}}
     tm = TrajectoryModel(model, disc, meta)
-    tm.save_pretrained(tmp_path / "ckpt")
+    seqrl.save_pretrained(tm, tmp_path / "ckpt")
     return tm, tmp_path / "ckpt"
 
 
@@ -94,7 +94,7 @@ def test_episode_dataset_push_and_load_from_hub_offline(hub_server, hub_repo_id,
         np.testing.assert_array_equal(back.arrays()[k], v)
     assert back.metadata["env_id"] == "Toy-v0"
     code = f"""
-from seqrl.data import EpisodeDataset
+from seqrl.data import EpisodeDataset, load_dataset
 d = EpisodeDataset.from_hub({hub_repo_id!r}, cache_dir={str(fresh_hf_cache.hub_cache)!r})
 print("rows", len(d), d.summary().terminations)
 """
@@ -112,7 +112,7 @@ def _write_small_minari(dataset_id: str) -> None:
 
 
 def test_remote_minari_id_is_downloaded_from_the_minari_remote(hub_server, tmp_path, monkeypatch):
-    """`EpisodeDataset.load("ns/name-v0")` with no local copy fetches it the way `minari.download_dataset`
+    """`load_dataset("ns/name-v0")` with no local copy fetches it the way `minari.download_dataset`
     does (here from the test Hub as MINARI_REMOTE, uploaded there by Minari's own uploader)."""
     import uuid
 
@@ -122,27 +122,27 @@ def test_remote_minari_id_is_downloaded_from_the_minari_remote(hub_server, tmp_p
     monkeypatch.setenv("MINARI_REMOTE", f"hf://minari-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "publisher"))
     _write_small_minari(dataset_id)
-    original = EpisodeDataset.load(dataset_id)
+    original = load_dataset(dataset_id)
     minari.upload_dataset(dataset_id, token=hub_server.token)
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "user"))
     assert dataset_id not in minari.list_local_datasets()
-    back = EpisodeDataset.load(dataset_id)
+    back = load_dataset(dataset_id)
     assert dataset_id in minari.list_local_datasets()  # now a local Minari dataset, loaded without the remote
     for key, value in original.arrays().items():
         np.testing.assert_array_equal(back.arrays()[key], value)
     assert back.metadata["env_id"] == "Pendulum-v1" and back.metadata["ref_max_score"] == -100.0
 
     with pytest.raises(DataError, match=r"cannot download Minari dataset 'seqrltest/pendulum/absent-v0' from hf://"):
-        EpisodeDataset.load("seqrltest/pendulum/absent-v0")
+        load_dataset("seqrltest/pendulum/absent-v0")
     assert not hub_server.errors
 
 
 def test_remote_minari_id_offline_is_one_clear_error(tmp_path, run_offline):
     code = """
-from seqrl.data import EpisodeDataset
+from seqrl.data import EpisodeDataset, load_dataset
 try:
-    EpisodeDataset.load("mujoco/hopper/medium-v0")
+    load_dataset("mujoco/hopper/medium-v0")
 except Exception as err:
     print(type(err).__name__, "|", err)
 """
@@ -153,13 +153,13 @@ except Exception as err:
 
 def test_value_based_policy_push_to_hub_and_load_by_repo_id(hub_server, hub_repo_id, fresh_hf_cache, tmp_path,
                                                              run_offline):
-    """An IQL policy trained by the recipe: `policy.push_to_hub(repo)`, then `seqrl.from_pretrained(repo)` in a
+    """An IQL policy trained by the recipe: `seqrl.push_to_hub(policy, repo)`, then `seqrl.from_pretrained(repo)` in a
     fresh cache gives the same weights, metadata and actions; the card travels; offline it loads from the cache."""
     from huggingface_hub import hf_hub_download
 
     from seqrl.data.collect import rollout
     from seqrl.data.controllers import make_controller
-    from seqrl.value_training import main
+    from seqrl.training.run import main
 
     env = "InvertedPendulum-v5"
     episodes = rollout(env, make_controller(env, "medium", seed=0), n_steps=600, seed=0, max_episode_steps=30)
@@ -171,7 +171,7 @@ def test_value_based_policy_push_to_hub_and_load_by_repo_id(hub_server, hub_repo
     policy = seqrl.from_pretrained(str(out / "model"), algorithm="iql")
     assert policy.metadata["env_id"] == env and policy.metadata["evaluation"]["return_mean"] > 0
 
-    policy.push_to_hub(hub_repo_id)
+    seqrl.push_to_hub(policy, hub_repo_id)
     back = seqrl.from_pretrained(hub_repo_id, algorithm="iql", env_id=env, cache_dir=fresh_hf_cache.hub_cache)
     for name, value in policy.state_dict().items():
         assert torch.equal(back.state_dict()[name], value), name
@@ -179,7 +179,9 @@ def test_value_based_policy_push_to_hub_and_load_by_repo_id(hub_server, hub_repo
     obs = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
     np.testing.assert_array_equal(back.act(obs), policy.act(obs))
     card = open(hf_hub_download(hub_repo_id, "README.md", cache_dir=fresh_hf_cache.hub_cache)).read()
-    assert card == (out / "model" / "README.md").read_text()  # the same card, evaluation line included
+    # the local card, rendered for the repo: it loads from the repo id instead of a folder
+    local = (out / "model" / "README.md").read_text()
+    assert card == local.replace('from_pretrained("path/to/this/folder")', f'from_pretrained("{hub_repo_id}")')
     assert "IQL" in card and "Mean return over 2 episodes" in card
 
     code = f"""
@@ -192,7 +194,7 @@ print("offline", p.config.algorithm, p.act(np.zeros(4, np.float32)).shape)
 
 def test_trajectory_model_push_to_hub_method(trajectory_model, hub_server, hub_repo_id, fresh_hf_cache):
     tm, _ = trajectory_model
-    tm.push_to_hub(hub_repo_id)
+    seqrl.push_to_hub(tm, hub_repo_id)
     assert_same_model(tm, seqrl.from_pretrained(hub_repo_id, cache_dir=fresh_hf_cache.hub_cache))
 
 
@@ -230,15 +232,15 @@ def test_episode_rows_read_like_the_equivalent_d4rl_arrays():
 
 
 def test_hub_dataset_with_episode_rows_and_a_config(hub_server, hub_repo_id, fresh_hf_cache):
-    """`EpisodeDataset.load("user/repo:config")` reads a Hub dataset in the Decision-Transformer layout
+    """`load_dataset("user/repo:config")` reads a Hub dataset in the Decision-Transformer layout
     (e.g. edbeeching/decision_transformer_gym_replay:hopper-medium-v2); a D4RL config name gives the env."""
     rows = _episode_rows()
     rows.push_to_hub(hub_repo_id, config_name="hopper-medium-v2")
-    data = EpisodeDataset.load(f"{hub_repo_id}:hopper-medium-v2")
+    data = load_dataset(f"{hub_repo_id}:hopper-medium-v2")
     local = EpisodeDataset.from_episode_rows(rows)
     for key, value in local.arrays().items():
         np.testing.assert_array_equal(data.arrays()[key], value)
     assert data.metadata["env_id"] == "Hopper-v4" and data.metadata["max_episode_steps"] == 1000
     assert data.metadata["source"] == f"hf:{hub_repo_id}:hopper-medium-v2"
     with pytest.raises(DataError, match="cannot read Hub dataset"):
-        EpisodeDataset.load(f"{hub_repo_id}:walker2d-medium-v2")
+        load_dataset(f"{hub_repo_id}:walker2d-medium-v2")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from seqrl.data import EpisodeDataset, families
+from seqrl.data import EpisodeDataset, load_dataset, families
 
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
 
@@ -25,11 +25,11 @@ def require(dataset_id: str, n_steps: int | None = None) -> EpisodeDataset:
     if dataset_id not in families.available():
         pytest.fail(f"the behaviour policies of {dataset_id} are missing from seqrl/data/family_assets")
     families.ensure_family(dataset_id, n_steps=n_steps)
-    return EpisodeDataset.load(dataset_id)
+    return load_dataset(dataset_id)
 
 
 def train_and_score(algo: str, dataset: str, tmp_path, steps: int) -> float:
-    from seqrl.value_training import main
+    from seqrl.training.run import main
 
     result = main(algo, ["--config", str(CONFIGS / algo / "v5-short.yaml"), "--dataset", dataset,
                          "--max_steps", str(steps), "--eval_episodes", "5", "--eval_every", "0",

@@ -11,7 +11,7 @@ import torch
 
 from seqrl.data import DataError, ReplayBuffer, TransitionBuffer
 from seqrl.data.collect import split_episodes
-from seqrl.online import EnvironmentSource, OnlineConfig, OnlineLearner
+from seqrl.training.online import EnvironmentSource, OnlineConfig, OnlineLearner
 
 
 def fill(buffer, n, start=0):
@@ -112,7 +112,7 @@ def test_online_learner_reports_train_returns():
 
 
 def run_online(tmp_path, *extra):
-    from seqrl.value_training import main
+    from seqrl.training.run import main
 
     return main("sac", ["--online", "--env", "Pendulum-v1", "--output_dir", str(tmp_path / "run"),
                         "--hidden_dims", "16", "16", "--batch_size", "16", "--random_steps", "50",
@@ -143,7 +143,7 @@ def test_online_run_resume_restores_replay_and_learner(tmp_path):
 
 
 def test_online_refuses_offline_only_algorithms(tmp_path):
-    from seqrl.value_training import main
+    from seqrl.training.run import main
 
     with pytest.raises(SystemExit, match="dataset only"):
         main("iql", ["--online", "--output_dir", str(tmp_path)])
@@ -156,7 +156,7 @@ def test_online_refuses_offline_only_algorithms(tmp_path):
     (["--random_steps", "-5"], "random_steps must be >= 0"),
 ])
 def test_online_bad_input_is_one_line_before_training(tmp_path, flags, message):
-    from seqrl.value_training import main
+    from seqrl.training.run import main
 
     with pytest.raises(SystemExit, match=message):
         main("sac", ["--online", "--output_dir", str(tmp_path), *flags])

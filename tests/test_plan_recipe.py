@@ -1,6 +1,5 @@
-"""recipes/plan_tt.py end to end on a tiny random (untrained) Trajectory Transformer checkpoint."""
+"""`seqrl plan` (seqrl/training/plan.py, called by recipes/plan_tt.py) end to end on a tiny random (untrained) Trajectory Transformer checkpoint."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,25 +12,14 @@ import torch
 
 from seqrl.data import Discretizer
 from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
-from seqrl.pretrained import TrajectoryModel
+from seqrl.hub import TrajectoryModel, save_pretrained
+from seqrl.planning.config import PlannerConfig
+from seqrl.training import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "plan_tt.py"
 ENV_ID = "InvertedPendulum-v5"
 CONTEXT = 3
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("plan_tt_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the recipe executes
-    spec.loader.exec_module(module)
-    return module
-
-
-def needs_planner():
-    pytest.importorskip("seqrl.planning.beam", reason="seqrl.planning.beam (the planner) has not landed yet")
-    pytest.importorskip("seqrl.planning.config", reason="seqrl.planning.config has not landed yet")
 
 
 @pytest.fixture(autouse=True)
@@ -67,13 +55,12 @@ def checkpoint(tmp_path):
             "training": {"steps": 0, "batch_size": 4, "learning_rate": 6e-4, "final_loss": 0.0,
                          "final_losses_by_type": {}}}  # untrained; the model card wants these keys
     path = tmp_path / "run" / "model"
-    TrajectoryModel(model, discretizer, meta).save_pretrained(path)
+    save_pretrained(TrajectoryModel(model, discretizer, meta), path)
     return path
 
 
 def test_plans_end_to_end_and_saves_results(checkpoint, capsys):
-    needs_planner()
-    result = load_recipe().main(["--checkpoint", str(checkpoint), "--episodes", "2", "--horizon", "2",
+    result = plan.main(["--checkpoint", str(checkpoint), "--episodes", "2", "--horizon", "2",
                                  "--beam_width", "2", "--no-progress", "--threads", "1"])
     assert result.episodes == 2 and len(result.returns) == 2
     assert all(1 <= n <= 10 for n in result.lengths)  # the checkpoint's time limit is used
@@ -88,18 +75,15 @@ def test_plans_end_to_end_and_saves_results(checkpoint, capsys):
 
 
 def test_output_flag_and_reproducible(checkpoint, tmp_path):
-    needs_planner()
     args = ["--checkpoint", str(checkpoint), "--episodes", "2", "--horizon", "2", "--beam_width", "2",
             "--no-progress", "--seed", "3", "--threads", "1"]
-    recipe = load_recipe()
-    first = recipe.main(args + ["--output", str(tmp_path / "a.json")])
-    second = recipe.main(args + ["--output", str(tmp_path / "b.json")])
+    first = plan.main(args + ["--output", str(tmp_path / "a.json")])
+    second = plan.main(args + ["--output", str(tmp_path / "b.json")])
     assert first.returns == second.returns
     assert json.loads((tmp_path / "a.json").read_text())["seed"] == 3
 
 
 def test_help_lists_run_and_planner_options():
-    needs_planner()
     proc = subprocess.run([sys.executable, str(RECIPE), "--help"], capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -110,46 +94,39 @@ def test_help_lists_run_and_planner_options():
 
 
 def test_missing_default_checkpoint_says_train_first(tmp_path):
-    needs_planner()
     proc = subprocess.run([sys.executable, str(RECIPE)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "outputs/tt/invertedpendulum-medium/model" in lines[0]
-    assert "accelerate launch recipes/train_tt.py" in lines[0]
+    assert "seqrl train tt" in lines[0]
 
 
 def test_missing_checkpoint_path_is_one_line(tmp_path):
-    needs_planner()
     with pytest.raises(SystemExit) as err:
-        load_recipe().main(["--checkpoint", str(tmp_path / "nowhere"), "--episodes", "1"])
+        plan.main(["--checkpoint", str(tmp_path / "nowhere"), "--episodes", "1"])
     message = str(err.value)
     assert "no checkpoint at" in message and "train" in message and "\n" not in message
 
 
 def test_plans_a_checkpoint_by_hub_repo_id(checkpoint, hub_server, hub_repo_id, tmp_path):
-    needs_planner()
     from seqrl.hub import push_to_hub
 
     push_to_hub(checkpoint, hub_repo_id)
-    recipe = load_recipe()
-    result = recipe.main(["--checkpoint", hub_repo_id, "--episodes", "1", "--horizon", "2", "--beam_width", "2",
+    result = plan.main(["--checkpoint", hub_repo_id, "--episodes", "1", "--horizon", "2", "--beam_width", "2",
                           "--no-progress", "--threads", "1", "--output", str(tmp_path / "hub.json")])
     assert result.episodes == 1 and result.extra["checkpoint"] == hub_repo_id
     assert (tmp_path / "hub.json").exists()
     # by default results of a Hub checkpoint go under outputs/eval, never into the Hub cache
-    assert recipe.default_output(hub_repo_id) == Path("outputs/eval") / hub_repo_id.replace("/", "--") / "plan_results.json"
-    assert recipe.default_output(str(checkpoint)) == checkpoint.parent / "eval" / "plan_results.json"
+    assert plan.default_output(hub_repo_id) == Path("outputs/eval") / hub_repo_id.replace("/", "--") / "plan_results.json"
+    assert plan.default_output(str(checkpoint)) == checkpoint.parent / "eval" / "plan_results.json"
 
 
 def test_percentile_flag_and_bad_planner_values(checkpoint):
-    needs_planner()
-    recipe = load_recipe()
-    PlannerConfig = recipe._import_planner("PlannerConfig")
-    config = recipe.recipe_config_class(PlannerConfig)
-    parsed = recipe.parse_config(config, ["--percentile", "0.25", "--horizon", "3"])
-    _, planner = recipe.split_config(parsed, PlannerConfig)
+    config = plan.recipe_config_class(PlannerConfig)
+    parsed = plan.parse_config(config, ["--percentile", "0.25", "--horizon", "3"])
+    _, planner = plan.split_config(parsed, PlannerConfig)
     assert planner.percentile == 0.25 and planner.horizon == 3  # 'mean' or a float, given as text
     with pytest.raises(SystemExit) as err:
-        recipe.main(["--checkpoint", str(checkpoint), "--horizon", "1", "--plan_freq", "2"])
+        plan.main(["--checkpoint", str(checkpoint), "--horizon", "1", "--plan_freq", "2"])
     assert "bad planner option" in str(err.value) and "\n" not in str(err.value)

@@ -18,7 +18,7 @@ from seqrl.planning.config import PlannerConfig
 from seqrl.planning.reference import (
     ReferencePlanner, filter_cdf, filter_topk, reference_plan, sample_tokens, window_start,
 )
-from seqrl.pretrained import TrajectoryModel
+from seqrl.hub import TrajectoryModel
 
 OBS, ACT, N = 3, 2, 10
 D = OBS + ACT + 2

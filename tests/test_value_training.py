@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import seqrl
-from seqrl.data import EpisodeDataset
+from seqrl.data import EpisodeDataset, load_dataset
 from seqrl.data.collect import rollout
 from seqrl.data.controllers import make_controller
-from seqrl.value_training import main
+from seqrl.training.run import main
 
 ENV = "InvertedPendulum-v5"
 TINY = ["--hidden_dims", "32", "32", "--batch_size", "32", "--log_every", "1", "--no-resume"]
@@ -81,7 +81,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
                          ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_recipe_config_parses(path):
     from seqrl.config import parse_config
-    from seqrl.value_training import combined_config_class
+    from seqrl.training.run import combined_config_class
 
     cls, _ = combined_config_class(path.parent.name)
     cfg = parse_config(cls, ["--config", str(path)])  # unknown keys or wrong types fail here
@@ -102,7 +102,7 @@ def test_every_recipe_config_parses(path):
 ])
 def test_d4rl_configs_carry_the_peers_settings(name, expected):
     from seqrl.config import parse_config
-    from seqrl.value_training import combined_config_class
+    from seqrl.training.run import combined_config_class
 
     algo, stem = name.split("/")
     cls, _ = combined_config_class(algo)
@@ -117,7 +117,7 @@ def test_awac_paper_yaml_equals_the_paper_preset():
 
     from seqrl.algos.awac import AWACConfig
     from seqrl.config import parse_config
-    from seqrl.value_training import combined_config_class
+    from seqrl.training.run import combined_config_class
 
     cls, _ = combined_config_class("awac")
     cfg = parse_config(cls, ["--config", str(CONFIGS / "awac" / "hopper-medium-v2-paper.yaml")])
@@ -141,7 +141,7 @@ def test_minari_eval_env_spec_is_where_policies_are_evaluated(tmp_path, monkeypa
     eval_spec = gym.envs.registration.EnvSpec(id=ENV, entry_point=gym.spec(ENV).entry_point, max_episode_steps=7)
     write_minari_dataset("seqrltest/ip/evalenv-v0", episodes, env_id=ENV, max_episode_steps=50,
                          algorithm_name="test", eval_env_spec=eval_spec)
-    data = EpisodeDataset.load("seqrltest/ip/evalenv-v0")
+    data = load_dataset("seqrltest/ip/evalenv-v0")
     assert data.metadata["max_episode_steps"] == 50  # the data's own time limit (token windows use it)
     assert evaluation_env(data.metadata) == {"env_id": ENV, "env_kwargs": {}, "max_episode_steps": 7, "env_module": None}
     assert evaluation_env({"env_id": ENV, "max_episode_steps": 50}) == {

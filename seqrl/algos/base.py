@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -171,23 +169,6 @@ class OfflineAlgorithm(nn.Module):
             sched.load_state_dict(state["schedulers"][k])
         self.num_updates = int(state["num_updates"])
         self._rng(self.obs_mean.device).set_state(state["generator"].cpu())
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def save_pretrained(self, directory) -> Path:
-        """Weights (safetensors), seqrl.json (config, dims, `self.metadata`) and a rendered model card:
-        the checkpoint `seqrl.from_pretrained` loads."""
-        from seqrl.policies import save_policy
-
-        return save_policy(self, directory, self.metadata)
-
-    def push_to_hub(self, repo_id: str, *, private: bool = False, token=None, commit_message: str | None = None) -> str:
-        """Save the checkpoint and upload it to a Hub model repo (created if missing)."""
-        from seqrl.hub import push_to_hub
-
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            return push_to_hub(tmp, repo_id, private=private, token=token, commit_message=commit_message)
 
     # ------------------------------------------------------------------ acting
 

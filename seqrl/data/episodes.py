@@ -76,7 +76,7 @@ class EpisodeSummary:
 class EpisodeDataset:
     """Transitions of whole episodes, backed by Arrow, with metadata.
 
-    Build one with `from_arrays`, `from_d4rl`, `from_minari`, `load_from_disk` or `from_hub`;
+    Build one with `from_arrays`, `from_d4rl`, `load_from_disk` or `from_hub`, or `seqrl.data.load_dataset(source)`;
     `arrays()` gives the columns as numpy arrays (memory-mapped Arrow underneath).
     """
 
@@ -248,13 +248,6 @@ class EpisodeDataset:
         return cls.from_d4rl(data, metadata={"source": "episode-rows", **(metadata or {})})
 
     @classmethod
-    def from_minari(cls, dataset_id: str) -> "EpisodeDataset":
-        """A local Minari dataset by id (see `MINARI_DATASETS_PATH`)."""
-        from seqrl.data.minari import load_minari
-
-        return load_minari(dataset_id)
-
-    @classmethod
     def load_from_disk(cls, path) -> "EpisodeDataset":
         from datasets import load_from_disk
 
@@ -301,57 +294,6 @@ class EpisodeDataset:
             raise DataError(f"cannot read Hub dataset {repo_id!r}{f' ({config})' if config else ''}: {reason}") from err
         metadata = {"source": f"hf:{repo_id}" + (f":{config}" if config else ""), **d4rl_metadata(config or "")}
         return cls.from_episode_rows(rows, metadata=metadata)
-
-    @classmethod
-    def load(cls, source: str) -> "EpisodeDataset":
-        """One entry point for every source: a saved directory, a D4RL .hdf5/.npz file, a built-in or
-        local Minari id, a remote Minari id (`mujoco/hopper/medium-v0`: downloaded into
-        MINARI_DATASETS_PATH from MINARI_REMOTE, default Farama's Hub namespace), or a Hub dataset repo
-        id (tried in that order): seqrl's own format or one row per episode, `user/repo:config` for a
-        configuration (`edbeeching/decision_transformer_gym_replay:hopper-medium-v2`)."""
-        path = Path(source)
-        if path.is_dir() and (path / METADATA_FILE).exists() and (path / "data").is_dir():
-            return cls.load_from_disk(path)
-        if path.suffix in D4RL_FILE_SUFFIXES and path.exists():
-            return cls.from_d4rl(path)
-        if path.is_absolute() or source.startswith((".", "~")) or path.suffix in D4RL_FILE_SUFFIXES:
-            raise DataError(f"cannot load dataset {source!r}: no such saved EpisodeDataset directory or "
-                            f"{'/'.join(D4RL_FILE_SUFFIXES)} file")
-        from seqrl.data import builtin, families
-        from seqrl.data.minari import download_minari, is_local_minari, load_minari, looks_like_minari_id
-
-        if source in builtin.BUILTIN_DATASETS:
-            builtin.ensure_builtin(source)
-            return load_minari(source)
-        if source in families.FAMILY_DATASETS:  # built on first use from the shipped behaviour policies
-            try:
-                families.ensure_family(source)
-            except ValueError as err:
-                raise DataError(str(err)) from None
-            return load_minari(source)
-        if is_local_minari(source):
-            return load_minari(source)
-        if path.exists():
-            raise DataError(f"{source} exists but is neither a saved EpisodeDataset directory nor a D4RL-style file")
-        hub_id, _, config = source.partition(":")
-        if config and "://" not in source and hub_id.count("/") == 1:  # `user/repo:config`
-            return cls.from_hub(hub_id, config=config)
-        minari_error = None
-        if looks_like_minari_id(source):
-            try:
-                return load_minari(download_minari(source))
-            except DataError as err:
-                if source.count("/") != 1 or "://" in source:  # cannot be a Hub repo id either
-                    raise
-                minari_error = err
-        try:
-            return cls.from_hub(source)
-        except Exception as err:  # noqa: BLE001 - one clear message for an unknown source
-            tried = f"{minari_error}; " if minari_error else ""
-            raise DataError(
-                f"cannot load dataset {source!r}: not a directory, .npz, built-in or local Minari id; "
-                f"{tried}the Hub lookup failed ({type(err).__name__})"
-            ) from err
 
     @classmethod
     def _from_columns(cls, *, metadata, **columns) -> "EpisodeDataset":

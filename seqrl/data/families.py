@@ -10,7 +10,7 @@ How each quality is made (as D4RL made its gym-mujoco sets, at a CPU budget):
     medium-expert  medium + expert, concatenated
 
 The SAC run that makes the behaviour policies is `recipes/make_datasets.py` (``seqrl train sac
---online`` with evaluation snapshots); `export_family` picks the checkpoints and writes what a build
+--online`` with evaluation snapshots); `seqrl.training.families.export_family` picks the checkpoints and writes what a build
 needs into ``seqrl/data/family_assets/<env>/``: the two actors (safetensors), the medium-replay
 rows (compressed npz) and ``family.json`` (the run's budget and curve, the chosen checkpoints and
 the reference scores). Building from those files is deterministic and takes minutes: episode k of a
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqrl.data.behaviour import BehaviourPolicy
 from seqrl.data.collect import Episode, episode_returns, rollout, split_episodes, write_minari_dataset
 from seqrl.data.controllers import UniformRandomController
 
@@ -74,59 +75,6 @@ def family_record(short: str) -> dict:
 # ----------------------------------------------------------------------------- behaviour policies
 
 
-class SampledPolicy:
-    """A SAC actor acting in the env's bounds, with its own seeded noise (rollouts call
-    `reset_rng(seed)`), or its deterministic mean."""
-
-    def __init__(self, algorithm, deterministic: bool = False):
-        import torch
-
-        self.algorithm, self.deterministic = algorithm.eval(), deterministic
-        self.generator = torch.Generator()
-
-    def reset_rng(self, seed: int) -> None:
-        self.generator.manual_seed(int(seed))
-
-    def __call__(self, observations: np.ndarray) -> np.ndarray:
-        import torch
-
-        a = self.algorithm
-        with torch.no_grad():
-            obs = (torch.as_tensor(np.asarray(observations, np.float32)).reshape(-1, a.obs_dim) - a.obs_mean) / a.obs_std
-            if self.deterministic:
-                unit = a.actor.deterministic(obs)
-            else:
-                unit = a.actor.sample(obs, generator=self.generator)[0]
-            act = a.action_low + (unit.clamp(-1, 1) + 1.0) * 0.5 * (a.action_high - a.action_low)
-        return act.numpy()
-
-
-def save_actor(algorithm, path: Path) -> None:
-    """The actor's weights and what rebuilds it (config, dims, bounds) in one safetensors file."""
-    from safetensors.torch import save_file
-
-    state = {f"actor.{k}": v.detach().cpu().contiguous() for k, v in algorithm.actor.state_dict().items()}
-    state |= {k: getattr(algorithm, k).detach().cpu().contiguous() for k in ("action_low", "action_high", "obs_mean", "obs_std")}
-    meta = {"config": json.dumps(algorithm.config.to_dict()), "observation_dim": str(algorithm.obs_dim),
-            "action_dim": str(algorithm.act_dim)}
-    save_file(state, str(path), metadata=meta)
-
-
-def load_actor(path: Path):
-    from safetensors import safe_open
-
-    from seqrl.algos import build_algorithm, config_from_dict
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    algo = build_algorithm(config_from_dict(json.loads(meta["config"])), int(meta["observation_dim"]),
-                           int(meta["action_dim"]), action_low=state["action_low"], action_high=state["action_high"],
-                           obs_mean=state["obs_mean"], obs_std=state["obs_std"])
-    algo.actor.load_state_dict({k[len("actor."):]: v for k, v in state.items() if k.startswith("actor.")})
-    return algo.eval()
-
-
 # ----------------------------------------------------------------------------- building
 
 
@@ -137,7 +85,7 @@ def _policy_rollout(short: str, env_id: str, which: str, n_steps: int) -> list[E
         space = gym.make(env_id).action_space
         policy = UniformRandomController(space.low, space.high)
     else:
-        policy = SampledPolicy(load_actor(ASSETS / short / f"{which}.safetensors"))
+        policy = BehaviourPolicy.load(ASSETS / short / f"{which}.safetensors")
     return rollout(env_id, policy, n_steps=n_steps, seed=_SEEDS[which], max_episode_steps=MAX_EPISODE_STEPS,
                    num_envs=NUM_ENVS)
 
@@ -246,7 +194,7 @@ def dataset_card(spec: FamilyDatasetSpec, record: dict, episodes: list[Episode])
 | SAC run | `{record["run"]["command"]}` |
 | SAC evaluation curve (10 deterministic episodes) | {curve} |
 
-Load it with `seqrl.data.EpisodeDataset.load("{spec.dataset_id}")` or `minari.load_dataset("{spec.dataset_id}")`.
+Load it with `seqrl.data.load_dataset("{spec.dataset_id}")` or `minari.load_dataset("{spec.dataset_id}")`.
 """
 
 
@@ -277,80 +225,3 @@ def ensure_family(dataset_id: str, *, n_steps: int | None = None, force: bool = 
 
 
 # ----------------------------------------------------------------------------- export from a SAC run
-
-
-def reference_return(env_id: str, policy) -> float:
-    episodes = rollout(env_id, policy, n_episodes=REFERENCE_EPISODES, seed=REFERENCE_SEED,
-                       max_episode_steps=MAX_EPISODE_STEPS, num_envs=NUM_ENVS)
-    return float(np.mean(episode_returns(episodes)))
-
-
-def choose_checkpoints(evaluations: list[dict]) -> tuple[dict, dict]:
-    """(medium, expert) among a run's evaluations: the expert is the best return; the medium is the
-    first evaluation whose return comes closest to a third of the expert's (D4RL's early-stopped
-    policy), taken before the expert."""
-    if not evaluations:
-        raise ValueError("the run has no evaluations to choose checkpoints from")
-    expert = max(evaluations, key=lambda e: e["return_mean"])
-    earlier = [e for e in evaluations if e["step"] < expert["step"]] or [expert]
-    target = expert["return_mean"] / 3.0
-    medium = min(earlier, key=lambda e: (abs(e["return_mean"] - target), e["step"]))
-    return medium, expert
-
-
-def export_family(run_dir, env_id: str, command: str = "") -> dict:
-    """Pick the medium and expert checkpoints of an online SAC run made with --snapshot_evals and
-    write the family's assets (actors, medium-replay rows, family.json with reference scores)."""
-    import torch
-
-    from seqrl.policies import load_policy
-    from seqrl.training import latest_checkpoint
-
-    run_dir = Path(run_dir)
-    short = next((s for s, e in ENVS.items() if e == env_id), None)
-    if short is None:
-        raise ValueError(f"no dataset family for {env_id}; families: {sorted(ENVS.values())}")
-    # the latest checkpoint's own logs: its evaluations and replay rows belong together, also when
-    # the run was stopped early (eval_history.json is written only when a run finishes)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise ValueError(f"{run_dir} has no checkpoint: run the SAC training first")
-    logs = json.loads((checkpoint / "logs.json").read_text())
-    evaluations = [e for e in logs["evaluations"] if (run_dir / "snapshots" / f"step_{e['step']}").exists()]
-    medium, expert = choose_checkpoints(evaluations)
-    out = ASSETS / short
-    out.mkdir(parents=True, exist_ok=True)
-    algos = {}
-    for name, ev in (("medium", medium), ("expert", expert)):
-        algos[name] = load_policy(run_dir / "snapshots" / f"step_{ev['step']}")
-        save_actor(algos[name], out / f"{name}.safetensors")
-    state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=False)
-    replay = state["source"]["replay"]
-    if replay["size"] == replay["capacity"] and replay["position"] != 0:
-        raise ValueError("the run's replay buffer wrapped around: medium-replay needs every transition")
-    n = medium["step"]
-    rows = {k: replay[k][:n].numpy() for k in ("observations", "actions", "rewards", "next_observations",
-                                               "terminals", "truncations")}
-    if not rows["terminals"][-1]:
-        rows["truncations"][-1] = 1.0  # the episode in progress at the medium checkpoint ends there
-    np.savez_compressed(out / "medium_replay.npz", **pack_replay(rows))
-    t0 = time.perf_counter()
-    import gymnasium as gym
-
-    space = gym.make(env_id).action_space
-    ref_min = reference_return(env_id, UniformRandomController(space.low, space.high))
-    ref_max = reference_return(env_id, SampledPolicy(load_actor(out / "expert.safetensors"), deterministic=True))
-    history = logs["history"]
-    record = {
-        "env_id": env_id, "assets_version": int(time.time()),
-        "run": {"steps": history[-1]["step"] if history else None, "seed": algos["expert"].config.seed,
-                "command": command or "recipes/make_datasets.py",
-                "evaluations": [{"step": e["step"], "return": e["return_mean"]} for e in evaluations]},
-        "medium": {"step": medium["step"], "return": medium["return_mean"]},
-        "expert": {"step": expert["step"], "return": expert["return_mean"]},
-        "medium_replay_transitions": int(n),
-        "ref_min_score": ref_min, "ref_max_score": ref_max,
-        "reference_seconds": round(time.perf_counter() - t0, 1),
-    }
-    (out / "family.json").write_text(json.dumps(record, indent=1))
-    return record

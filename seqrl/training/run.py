@@ -1,28 +1,69 @@
-"""Train a value-based policy (BC, SAC, CQL, IQL, AWAC) with the one training loop, offline from
-a dataset or (`--online`) in a gymnasium environment.
+"""The run assembly every entry point calls (`seqrl train ALGO`, `recipes/train_*.py`, the
+benchmarks): dataset -> transition buffer or token windows -> learner -> the training loop ->
+checkpoint -> evaluation, for every algorithm, the Trajectory Transformer included.
 
-`recipes/train_{bc,sac,cql,iql,awac}.py` call `main(algorithm, argv)`: the command line has the
-run options below plus every field of the algorithm's config dataclass.
+    main("iql", ["--dataset", "seqrl/hopper/medium-v0", "--max_steps", "10000"])
+    main("sac", ["--online", "--env", "Hopper-v5"])
+    main("tt", [...])     # also under `accelerate launch` (recipes/train_tt.py), multi-process
+
+The command line of a value-based run has the run options below plus every field of the
+algorithm's config dataclass; TT's is `TTConfig`. Defaults come from the YAML the package ships
+(`recipes/configs/<algo>/invertedpendulum-medium.yaml`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from seqrl.algos import ALGORITHMS, build_algorithm
+from seqrl.algos.tt import TTConfig, TTLearner, WindowBatches, official_updates
 from seqrl.config import parse_config, to_dict
-from seqrl.data import BufferConfig, EpisodeDataset, TransitionBuffer
-from seqrl.plotting import plot_runs
-from seqrl.policies import evaluation_line
-from seqrl.training import LoopConfig, seed_everything, train
+from seqrl.data import BufferConfig, EpisodeDataset, TokenizerConfig, TokenWindows, TransitionBuffer, load_dataset
 from seqrl.evaluation import evaluation_env
+from seqrl.hub import TrajectoryModel, evaluation_line, save_pretrained, save_training_metrics
+from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
+from seqrl.plotting import plot_runs
+from seqrl.resources import default_config, has_resource
+from seqrl.training.loop import LoopConfig, seed_everything, train
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+TT = "tt"
+
+
+def dataset_metadata(episodes: EpisodeDataset, source: str) -> dict[str, Any]:
+    """What every checkpoint records about the data it learned from and the env it acts in."""
+    meta = episodes.metadata
+    return {
+        "env_id": episodes.env_id, "env_kwargs": meta.get("env_kwargs", {}),
+        "max_episode_steps": meta.get("max_episode_steps"), "eval_env": meta.get("eval_env"),
+        "env_module": meta.get("env_module"),
+        "action_low": meta.get("action_low"), "action_high": meta.get("action_high"),
+        "ref_min_score": meta.get("ref_min_score"), "ref_max_score": meta.get("ref_max_score"),
+        "dataset": {"source": meta.get("source", source), **episodes.summary().as_dict()},
+    }
+
+
+def load_episodes(source: str, env_id: str = "") -> EpisodeDataset:
+    """The dataset; `env_id` replaces the environment it records (evaluation then uses that env)."""
+    episodes = load_dataset(source)
+    if env_id:
+        episodes.metadata["env_id"] = env_id
+        episodes.metadata.pop("eval_env", None)
+        episodes.metadata.pop("env_module", None)
+    return episodes
+
+
+def _default_yaml(algorithm: str, online: bool) -> str | None:
+    for name in ([f"{algorithm}/online.yaml"] if online else []) + [f"{algorithm}/invertedpendulum-medium.yaml"]:
+        if has_resource("configs", name):
+            return default_config(name)
+    return None
 
 
 @dataclass
@@ -115,7 +156,7 @@ def _make_evaluator(algo, cfg, env: dict, metadata: dict, out: Path):
         if cfg.snapshot_evals:
             algo.metadata = {**metadata, "training": {**to_dict(cfg), "steps": step, "final_metrics": {}},
                              "evaluation": metrics}
-            algo.save_pretrained(out / "snapshots" / f"step_{step}")
+            save_pretrained(algo, out / "snapshots" / f"step_{step}")
         algo.train()
         return metrics
 
@@ -123,15 +164,20 @@ def _make_evaluator(algo, cfg, env: dict, metadata: dict, out: Path):
 
 
 def main(algorithm: str, argv=None, description: str = "") -> dict:
-    config_cls, algo_cls = combined_config_class(algorithm)
-    default_yaml = RECIPES / "configs" / algorithm / "invertedpendulum-medium.yaml"
-    online_yaml = RECIPES / "configs" / algorithm / "online.yaml"
+    """Train `algorithm` ("tt" or a value-based one: bc, sac, cql, iql, awac) from a command line."""
     if argv is None:
         argv = sys.argv[1:]
-    if "--online" in argv and online_yaml.exists():
-        default_yaml = online_yaml
-    cfg = parse_config(config_cls, argv, description=description,
-                       default_config=str(default_yaml) if default_yaml.exists() else None)
+    if algorithm == TT:
+        return train_tt(argv, description)
+    if algorithm not in ALGORITHMS:
+        raise SystemExit(f"error: unknown algorithm {algorithm!r}; seqrl trains {', '.join([TT, *ALGORITHMS])}")
+    return train_value_based(algorithm, argv, description)
+
+
+def train_value_based(algorithm: str, argv, description: str = "") -> dict:
+    config_cls, algo_cls = combined_config_class(algorithm)
+    cfg = parse_config(config_cls, argv, description=description or __doc__,
+                       default_config=_default_yaml(algorithm, "--online" in argv))
     algo_fields = {f.name for f in dataclasses.fields(algo_cls) if f.init}
     algo_config = algo_cls(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in algo_fields})
     algo_config = dataclasses.replace(algo_config, **{k: tuple(v) for k, v in dataclasses.asdict(algo_config).items()
@@ -168,18 +214,14 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     }
     evaluation = evaluation_line(metadata)
     algo.metadata = metadata
-    algo.eval().save_pretrained(out / "model")
+    save_pretrained(algo.eval(), out / "model")
     print(f"saved {out / 'model'}" + (f" | {evaluation}" if evaluation else ""))
     print(f"curves: {plot_runs([out], out / 'curves.png')}")
     return {**result, "output_dir": str(out)}
 
 
 def _offline_run(cfg, algo_config, device):
-    episodes = EpisodeDataset.load(cfg.dataset)
-    if cfg.env_id:
-        episodes.metadata["env_id"] = cfg.env_id
-        episodes.metadata.pop("eval_env", None)
-        episodes.metadata.pop("env_module", None)
+    episodes = load_episodes(cfg.dataset, cfg.env_id)
     buffer = TransitionBuffer(episodes, BufferConfig(normalize_observations=cfg.normalize_observations,
                                                      normalize_reward=cfg.normalize_reward),
                               device=device, seed=algo_config.seed)
@@ -188,11 +230,7 @@ def _offline_run(cfg, algo_config, device):
                            obs_mean=buffer.obs_mean, obs_std=buffer.obs_std, device=device)
     print(f"data: {episodes.summary()}")
     metadata = {
-        "env_id": episodes.env_id, "env_kwargs": episodes.metadata.get("env_kwargs", {}),
-        "max_episode_steps": episodes.metadata.get("max_episode_steps"), "eval_env": episodes.metadata.get("eval_env"),
-        "env_module": episodes.metadata.get("env_module"),
-        "ref_min_score": episodes.metadata.get("ref_min_score"), "ref_max_score": episodes.metadata.get("ref_max_score"),
-        "dataset": {"source": episodes.metadata.get("source", cfg.dataset), **episodes.summary().as_dict()},
+        **dataset_metadata(episodes, cfg.dataset),
         "buffer": {"normalize_observations": cfg.normalize_observations, "normalize_reward": cfg.normalize_reward,
                    "reward_multiplier": buffer.reward_multiplier},
     }
@@ -202,7 +240,7 @@ def _offline_run(cfg, algo_config, device):
 
 def _online_run(cfg, algo_config, device):
     from seqrl.data.transitions import ReplayBuffer
-    from seqrl.online import EnvironmentSource, OnlineConfig, OnlineLearner, make_env
+    from seqrl.training.online import EnvironmentSource, OnlineConfig, OnlineLearner, make_env
 
     if cfg.normalize_reward:
         raise SystemExit("--normalize_reward needs dataset returns; online training takes raw rewards")
@@ -227,3 +265,80 @@ def _online_run(cfg, algo_config, device):
     print(f"online: {online.env_id} (obs {obs_dim}, actions {act_dim}, time limit {limit}), "
           f"{online.random_steps:,} random steps, updates from {online.learning_starts:,} stored transitions")
     return algo, source, OnlineLearner(algo, source), metadata, {"env_id": online.env_id}
+
+
+# ---------------------------------------------------------------------------- Trajectory Transformer
+def make_accelerator():
+    from accelerate import Accelerator
+
+    # `accelerate launch --cpu --num_processes N` uses the simple launcher: it sets MASTER_ADDR
+    # for N > 1 but starts ONE process (no WORLD_SIZE). Refuse rather than silently train alone.
+    if os.environ.get("MASTER_ADDR") and "WORLD_SIZE" not in os.environ \
+            and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true":
+        raise SystemExit("`accelerate launch --cpu --num_processes N` runs a single process; for N CPU processes use "
+                         "`accelerate launch --multi_gpu --num_processes N recipes/train_tt.py` or torchrun")
+    # Without cpu=True, each CPU process of a multi-process launch believes it is alone.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    expected = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != expected:
+        raise SystemExit(f"launched {expected} processes but Accelerate sees {accelerator.num_processes}")
+    return accelerator
+
+
+def train_tt(argv, description: str = "") -> dict:
+    """Tokenize the dataset into windows, train the GPT-style model with Accelerate, save the
+    TrajectoryModel (weights + discretizer + metadata + card) to OUTPUT_DIR/model."""
+    config = parse_config(TTConfig, argv, description=description or __doc__,
+                          default_config=_default_yaml(TT, online=False))
+    accelerator = make_accelerator()
+    seed_everything(config.seed + accelerator.process_index)
+    out = Path(config.output_dir)
+
+    episodes = load_episodes(config.dataset, config.env_id)
+    tokenizer = TokenizerConfig(discount=config.discount, termination_penalty=config.termination_penalty,
+                                n_bins=config.n_bins, method=config.discretizer, context=config.context,
+                                max_path_length=config.max_path_length)
+    with accelerator.main_process_first():  # one process writes the token cache, the others read it
+        windows = TokenWindows(episodes, tokenizer)
+    model_config = TrajectoryTransformerConfig(
+        observation_dim=episodes.observation_dim, action_dim=episodes.action_dim, vocab_size=config.n_bins,
+        block_size=config.context * (episodes.observation_dim + episodes.action_dim + 2) - 1,
+        n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd, embd_pdrop=config.dropout,
+        attn_pdrop=config.dropout, resid_pdrop=config.dropout, action_weight=config.action_weight,
+        reward_weight=config.reward_weight, value_weight=config.value_weight)
+    torch.manual_seed(config.seed)  # identical initial weights on every process
+    model = TrajectoryTransformerModel(model_config)
+    seed_everything(config.seed + accelerator.process_index)
+
+    steps = official_updates(config, len(windows))
+    if config.max_steps is not None:
+        steps = min(steps, config.max_steps)
+    if accelerator.is_main_process:
+        print(f"data: {episodes.summary()}")
+        print(f"{len(windows):,} windows of {config.context} transitions; {model.num_parameters():,} parameters; "
+              f"{steps:,} updates of batch {config.batch_size} on {accelerator.num_processes} process(es)")
+
+    learner = TTLearner(model, config, len(windows), accelerator)
+    batches = WindowBatches(windows, config.batch_size, config.seed, accelerator.process_index,
+                            accelerator.num_processes, device=accelerator.device)
+    loop = LoopConfig(max_steps=steps, log_every=config.log_every, save_every=config.save_every,
+                      reuse_freed_memory=config.reuse_freed_memory)
+    result = train(learner, batches, loop, out, accelerator=accelerator, resume=config.resume)
+
+    if accelerator.is_main_process:
+        last = result["history"][-1] if result["history"] else {}
+        metadata = {
+            **dataset_metadata(episodes, config.dataset),
+            "tokenizer": {"method": config.discretizer, "n_bins": config.n_bins, "discount": config.discount,
+                          "termination_penalty": config.termination_penalty, "context": config.context,
+                          "max_path_length": windows.max_path_length},
+            "training": {**to_dict(config), "steps": steps, "final_loss": last.get("loss"),
+                         "final_losses_by_type": {k[5:]: v for k, v in last.items() if k.startswith("loss_")}},
+        }
+        trajectory_model = TrajectoryModel(accelerator.unwrap_model(learner.model).eval(), windows.discretizer, metadata)
+        save_pretrained(trajectory_model, out / "model")
+        save_training_metrics(out / "model", result["history"])
+        print(f"saved {out / 'model'} (final loss {last.get('loss', float('nan')):.4f})")
+        print(f"curves: {plot_runs([out], out / 'curves.png')}")
+    accelerator.wait_for_everyone()
+    return {**result, "output_dir": str(out)}
