@@ -264,22 +264,27 @@ def test_minari_discrete_actions_are_one_clear_error(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- discretizer
 def official_quantile_encode(data, x, n_bins):
-    """Official QuantileDiscretizer.discretize, written from its description."""
-    thresholds = np.sort(data, axis=0)[np.linspace(0, len(data) - 1, n_bins + 1, dtype=int)]
+    """Official QuantileDiscretizer (main branch, the active rule), transcribed: edges are every
+    ceil(n/N)-th sorted value plus the column max; a value takes the largest edge it reaches,
+    clipped to [0, N-1] (computed in float64, as the official joined array is)."""
+    data = np.asarray(data, np.float64)
+    per_bin = int(np.ceil(len(data) / n_bins))
+    thresholds = np.concatenate([np.sort(data, axis=0)[::per_bin], data.max(axis=0, keepdims=True)], axis=0)
     out = np.zeros(x.shape, np.int64)
     for j in range(x.shape[1]):
-        for i, v in enumerate(x[:, j]):
-            reached = [k for k in range(n_bins + 1) if v >= thresholds[k, j]]
+        for i, v in enumerate(np.asarray(x, np.float64)[:, j]):
+            reached = [k for k in range(len(thresholds)) if v >= thresholds[k, j]]
             out[i, j] = min(max(reached[-1] if reached else 0, 0), n_bins - 1)
     return out, thresholds
 
 
-def test_quantile_encoding_and_midpoints_match_official_on_continuous_data():
+@pytest.mark.parametrize("n, n_bins", [(500, 20), (1037, 20)])
+def test_quantile_encoding_and_midpoints_match_official_on_continuous_data(n, n_bins):
     rng = np.random.default_rng(2)
-    data = rng.normal(size=(500, 3)).astype(np.float32) * [1, 10, 0.1]
+    data = rng.normal(size=(n, 3)).astype(np.float32) * [1, 10, 0.1]
     x = np.concatenate([rng.normal(size=(60, 3)) * [1, 10, 0.1], [[-99, -99, -99], [99, 99, 99]]]).astype(np.float32)
-    d = Discretizer.fit(data, n_bins=20)
-    want, thr = official_quantile_encode(data, x, 20)
+    d = Discretizer.fit(data, n_bins=n_bins)
+    want, thr = official_quantile_encode(data, x, n_bins)
     got = d.encode(x).numpy()
     np.testing.assert_array_equal(got, want)
     mid = (thr[got, np.arange(3)] + thr[got + 1, np.arange(3)]) / 2
@@ -287,6 +292,34 @@ def test_quantile_encoding_and_midpoints_match_official_on_continuous_data():
     # round trip on the data: error within the bin width
     rec = d.decode(d.encode(data)).numpy()
     assert (np.abs(rec - data) <= np.diff(thr, axis=0).max(0) + 1e-6).all()
+
+
+def test_quantile_edges_are_not_linspace_ranks():
+    """The official file's commented-out rule (N+1 linspace ranks) gives other edges: 1037 rows, N=20
+    (every 52nd value) differ from ranks linspace(0, 1036, 21)."""
+    data = np.arange(1037, dtype=np.float64)[:, None]
+    d = Discretizer.fit(data, n_bins=20)
+    np.testing.assert_array_equal(d.lower_edges[:, 0].numpy(), np.arange(0, 1037, 52)[:20])
+    assert not np.array_equal(d.lower_edges[:, 0].numpy(), np.linspace(0, 1036, 21, dtype=int)[:20])
+
+
+def test_small_data_uses_fewer_bins_where_the_official_edges_run_out():
+    data = np.random.default_rng(5).normal(size=(250, 1))
+    d = Discretizer.fit(data, n_bins=100)  # every 3rd value: 84 edges + the max -> 84 bins
+    assert int(d.n_bins[0]) == 84
+    below_max = np.sort(data[:, 0])[:-1][:, None]
+    np.testing.assert_array_equal(d.encode(below_max).numpy(), official_quantile_encode(data, below_max, 100)[0])
+    assert d.encode(data.max(0, keepdims=True)).item() == 83  # the max: the last bin (official: past its edges)
+
+
+def test_value_column_is_tokenized_in_float64():
+    """V differs from its float32 rounding near an edge: the token follows the float64 value."""
+    values = np.linspace(0.0, 1.0, 1001)[:, None] + 1e-9  # float64 values that float32 cannot hold
+    d = Discretizer.fit(values, n_bins=10)
+    edge = float(d.lower_edges[1, 0])
+    just_below = np.array([[np.nextafter(edge, -np.inf)]])
+    assert d.encode(just_below).item() == 0 and d.encode(np.array([[edge]])).item() == 1
+    assert np.float32(just_below[0, 0]) == np.float32(edge)  # in float32 the two are the same number
 
 
 def test_duplicate_edges_give_no_empty_or_ambiguous_bins():

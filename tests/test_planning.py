@@ -174,7 +174,7 @@ def test_plan_freq_reuses_plan():
     assert_same(steps)
     assert torch.equal(steps[1][2], steps[0][2])  # no new plan at step 1 ...
     plan = steps[0][2][0]  # ... it executes transition 1 of the plan made at step 0
-    centres = tm.discretizer.centres[plan[1, OBS:OBS + ACT], torch.arange(OBS, OBS + ACT)]
+    centres = tm.discretizer.centres[plan[1, OBS:OBS + ACT], torch.arange(OBS, OBS + ACT)].float()  # decode: float32
     np.testing.assert_array_equal(steps[1][0][0], centres.numpy())
     assert not torch.equal(steps[2][2], steps[0][2])  # step 2 plans again
 
@@ -235,7 +235,7 @@ def test_action_is_bin_centre_of_first_action_tokens():
     fast.reset(n_envs=2)
     actions = fast.act(np.random.default_rng(0).normal(size=(2, OBS)))
     tokens = fast.plans[:, 0, OBS:OBS + ACT]
-    centres = tm.discretizer.centres[tokens, torch.arange(OBS, OBS + ACT)]
+    centres = tm.discretizer.centres[tokens, torch.arange(OBS, OBS + ACT)].float()
     np.testing.assert_array_equal(actions, centres.numpy())
 
 

@@ -1,19 +1,24 @@
 """Per-dimension discretization of the joined [s, a, r, V] columns (Trajectory Transformer).
 
-Official TT (`trajectory/utils/discretization.py`, QuantileDiscretizer): per dimension, the
-sorted data at N+1 evenly spaced ranks are the bin edges; a value maps to the largest edge
-it reaches, clipped to [0, N-1]; decoding returns the bin midpoint. seqrl encodes exactly the
+Official TT (`trajectory/utils/discretization.py`, QuantileDiscretizer, the active rule of the
+main branch): per dimension, every ceil(n/N)-th sorted value, plus the column max, are the bin
+edges; a value maps to the largest edge it reaches, clipped to [0, N-1]; decoding returns the bin
+midpoint. Everything runs in float64, as there (its joined array is float64 because the values
+are): the edges, and the encoding of the float64 return-to-go column. seqrl encodes exactly the
 same bins whenever the edges are distinct, and differs only where the official code breaks:
 
 - Repeated edges (a constant column, sparse rewards, any value holding more than 1/N of the
-  mass) leave the official bins empty or fail ("rebin for sparse reward tasks"). Here each
-  such atom gets its own bin, bins that hold no data are merged away, and a bin whose data
-  is a single value decodes to that value: every bin is non-empty and atoms round-trip
-  exactly. A dimension may then use fewer than N bins (`n_bins`).
+  mass) leave the official bins empty ("rebin for sparse reward tasks"). Here each such atom gets
+  its own bin, bins that hold no data are merged away, and a bin whose data is a single value
+  decodes to that value: every bin is non-empty and atoms round-trip exactly.
+- When ceil(n / ceil(n/N)) < N (small data: 250 rows and N = 100 give 84 edges), the official
+  code indexes past its edges for the column max; here a dimension simply uses fewer bins
+  (`n_bins`) and values at or above the max fall in the last one.
 - `percentile` returns the centre of the bin where the CDF first exceeds p (the official
   helper reads one bin to the left).
 
-All encode/decode/expectation ops are torch ops on the discretizer's device.
+All encode/decode/expectation ops are torch ops on the discretizer's device; `decode` returns
+float32 centres (the model's and the environment's precision).
 """
 
 from __future__ import annotations
@@ -33,12 +38,12 @@ METHODS = ("quantile", "uniform")
 
 
 def _quantile_bins(col: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lower edges and centres of one sorted float32 column."""
+    """Lower edges and centres of one sorted float64 column."""
     n = len(col)
-    q = col[np.linspace(0, n - 1, n_bins + 1, dtype=int)]
+    q = np.concatenate([col[:: int(np.ceil(n / n_bins))], col[-1:]])  # the official edges
     values, counts = np.unique(q, return_counts=True)
     atoms = values[counts >= 2]
-    after_atoms = np.nextafter(atoms, np.float32(np.inf)).astype(np.float32)
+    after_atoms = np.nextafter(atoms, np.inf)
     lower = np.unique(np.concatenate([q[:-1], after_atoms[after_atoms <= col[-1]]]))
     # Merge bins that hold no data (e.g. between two adjacent atoms).
     first = np.searchsorted(col, lower, side="left")
@@ -47,16 +52,16 @@ def _quantile_bins(col: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray
     upper = np.r_[lower[1:], col[-1]]
     # A bin holding a single distinct value (an atom) decodes to that value, not a midpoint.
     single = np.searchsorted(col, col[first], side="right") == np.r_[first[1:], n]
-    centres = np.where(single, col[first], (lower.astype(np.float64) + upper) / 2)
-    return lower.astype(np.float32), centres.astype(np.float32)
+    centres = np.where(single, col[first], (lower + upper) / 2)
+    return lower, centres
 
 
 def _uniform_bins(col: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = float(col[0]), float(col[-1])
     if lo == hi:
-        return np.array([lo], np.float32), np.array([lo], np.float32)
+        return np.array([lo]), np.array([lo])
     edges = np.linspace(lo, hi, n_bins + 1)
-    return edges[:-1].astype(np.float32), ((edges[:-1] + edges[1:]) / 2).astype(np.float32)
+    return edges[:-1], (edges[:-1] + edges[1:]) / 2
 
 
 class Discretizer:
@@ -64,15 +69,15 @@ class Discretizer:
 
     def __init__(self, lower_edges: torch.Tensor, centres: torch.Tensor, n_bins: torch.Tensor,
                  method: str, n_tokens: int, layout: dict | None = None):
-        self.lower_edges = lower_edges  # [N, D], rows past n_bins[d] are +inf
-        self.centres = centres          # [N, D], rows past n_bins[d] repeat the last centre
+        self.lower_edges = lower_edges.double()  # [N, D], rows past n_bins[d] are +inf
+        self.centres = centres.double()          # [N, D], rows past n_bins[d] repeat the last centre
         self.n_bins = n_bins            # [D] long
         self.method = method
         self.N = int(n_tokens)
         self.layout = dict(layout or {})
         # searchsorted wants [D, N-1] rows of interior boundaries
-        self._boundaries = lower_edges[1:].T.contiguous()
-        self._centres_t = centres.T.contiguous()
+        self._boundaries = self.lower_edges[1:].T.contiguous()
+        self._centres_t = self.centres.T.float().contiguous()
 
     @property
     def stop_token(self) -> int:
@@ -96,18 +101,18 @@ class Discretizer:
         if n_bins < 2:
             raise ValueError(f"n_bins must be at least 2, got {n_bins}")
         blocks = data if isinstance(data, (list, tuple)) else [data]
-        blocks = [np.asarray(b, dtype=np.float32) for b in blocks]
+        blocks = [np.asarray(b) for b in blocks]
         if any(b.ndim != 2 or len(b) != len(blocks[0]) for b in blocks) or len(blocks[0]) == 0:
             raise DataError(f"discretizer data must be non-empty [n, D] blocks, got shapes {[b.shape for b in blocks]}")
         check_finite({"discretizer data": b for b in blocks})
         columns = [b[:, j] for b in blocks for j in range(b.shape[1])]
         bin_fn = _quantile_bins if method == "quantile" else _uniform_bins
         d = len(columns)
-        lower = np.full((n_bins, d), np.inf, np.float32)
-        centres = np.zeros((n_bins, d), np.float32)
+        lower = np.full((n_bins, d), np.inf)
+        centres = np.zeros((n_bins, d))
         counts = np.zeros(d, np.int64)
         for j in range(d):
-            lo, c = bin_fn(np.sort(columns[j]), n_bins)
+            lo, c = bin_fn(np.sort(columns[j].astype(np.float64)), n_bins)
             counts[j] = len(lo)
             lower[: len(lo), j], centres[: len(lo), j] = lo, c
             centres[len(lo):, j] = c[-1]
@@ -123,7 +128,7 @@ class Discretizer:
 
     def encode(self, x, dims=None) -> torch.Tensor:
         """Values [..., d] -> long tokens [..., d] in [0, n_bins-1] (dims: which columns x holds)."""
-        x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        x = torch.as_tensor(x, device=self.device).to(torch.float64)
         idx = self._dims(dims)
         if x.shape[-1] != len(idx):
             raise ValueError(f"encode got {x.shape[-1]} columns but the discretizer selection has {len(idx)}")

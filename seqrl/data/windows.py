@@ -54,11 +54,12 @@ def joined_blocks(episodes: EpisodeDataset, discount: float, penalty: float | No
     starts, _ = episodes.episode_bounds()
     rewards = apply_termination_penalty(a["reward"], a["terminated"], penalty)
     values = reward_to_go(rewards, starts, discount)
-    return [a["observation"], a["action"], rewards[:, None].astype(np.float32), values[:, None].astype(np.float32)]
+    # r and V stay float64, as the official joined array: V is tokenized at full precision
+    return [a["observation"], a["action"], rewards[:, None], values[:, None]]
 
 
 def joined_columns(episodes: EpisodeDataset, discount: float, penalty: float | None) -> np.ndarray:
-    """[n, D] float32 rows `[s, a, r (penalised), V]` in EpisodeDataset row order."""
+    """[n, D] float64 rows `[s, a, r (penalised), V]` in EpisodeDataset row order."""
     return np.concatenate(joined_blocks(episodes, discount, penalty), axis=1)
 
 
