@@ -11,7 +11,6 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
 from safetensors.torch import save_file
 
 from seqrl.data import families
@@ -19,7 +18,7 @@ from seqrl.data.behaviour import BehaviourPolicy
 from seqrl.data.collect import episode_returns, rollout
 from seqrl.data.controllers import UniformRandomController
 from seqrl.hub import load_policy
-from seqrl.training.loop import latest_checkpoint
+from seqrl.training.loop import latest_checkpoint, read_training_state
 
 
 def save_actor(algorithm, path: Path) -> None:
@@ -71,7 +70,7 @@ def export_family(run_dir, env_id: str, command: str = "") -> dict:
     for name, ev in (("medium", medium), ("expert", expert)):
         algos[name] = load_policy(run_dir / "snapshots" / f"step_{ev['step']}")
         save_actor(algos[name], out / f"{name}.safetensors")
-    state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=False)
+    state = read_training_state(checkpoint)
     replay = state["source"]["replay"]
     if replay["size"] == replay["capacity"] and replay["position"] != 0:
         raise ValueError("the run's replay buffer wrapped around: medium-replay needs every transition")

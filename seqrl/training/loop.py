@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -29,6 +31,12 @@ from seqrl.data.memory import reuse_freed_memory
 CHECKPOINT_DIR = "checkpoints"
 LATEST_FILE = "latest"
 LOGS_FILE = "logs.json"  # in each checkpoint: the history and evaluations up to it
+RUN_FILE = "run.json"  # in each checkpoint: the run's id and identity (algorithm, dataset, ...)
+STATE_FILE = "training_state.pt"  # tensors and plain types only: loaded with weights_only=True
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot be resumed as asked: the message names what is wrong."""
 
 
 class Learner(Protocol):
@@ -63,13 +71,22 @@ def seed_everything(seed: int) -> None:
 
 # ------------------------------------------------------------------ checkpoints
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The global RNG states as tensors and plain types (loadable without unpickling code)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(_as_tuples(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
+
+
+def _as_tuples(x):
+    return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
@@ -94,16 +111,37 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def latest_checkpoint(output_dir) -> Path | None:
+    """The checkpoint `latest` points at, None when there is no pointer; a pointer to a missing
+    checkpoint is an error (resuming must never silently start again from step 0)."""
     pointer = Path(output_dir) / CHECKPOINT_DIR / LATEST_FILE
     if not pointer.exists():
         return None
     path = pointer.parent / pointer.read_text().strip()
-    return path if path.exists() else None
+    if not (path / STATE_FILE).exists():
+        raise ResumeError(f"{pointer} points at {path.name}, which holds no {STATE_FILE}: the checkpoint is gone; "
+                          f"move {pointer.parent} away to start fresh")
+    return path
+
+
+def read_run(path) -> dict:
+    f = Path(path) / RUN_FILE
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def read_training_state(path) -> dict:
+    """A checkpoint's training state, loaded without executing code (weights_only=True)."""
+    file = Path(path) / STATE_FILE
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ResumeError(f"{file} is not a seqrl training state (refused to load it: {reason})") from None
 
 
 def save_checkpoint(output_dir, step: int, learner: Learner, source: BatchSource, accelerator=None,
-                    keep: int = 2, logs: dict | None = None) -> Path:
-    """`logs`: the run's logged metrics and evaluations so far, so a resumed run's history is whole."""
+                    keep: int = 2, logs: dict | None = None, run: dict | None = None) -> Path:
+    """`logs`: the run's logged metrics and evaluations so far, so a resumed run's history is whole.
+    `run`: {"run_id", "identity"}; only this run's older checkpoints are pruned."""
     root = Path(output_dir) / CHECKPOINT_DIR
     rank = accelerator.process_index if accelerator is not None else 0
     state = {"step": step, "learner": learner.state_dict(), "source": source.state_dict(), "rng": _rng_state()}
@@ -112,17 +150,21 @@ def save_checkpoint(output_dir, step: int, learner: Learner, source: BatchSource
         rng_states = accelerator.gather_for_metrics([state["rng"]], use_gather_object=True)
         state["rng_by_rank"] = rng_states
         accelerator.wait_for_everyone()
+    run = run or {}
     if rank == 0:
         root.mkdir(parents=True, exist_ok=True)
         def write(d: Path) -> None:
-            torch.save(state, d / "training_state.pt")
+            torch.save(state, d / STATE_FILE)
             (d / LOGS_FILE).write_text(json.dumps(logs or {}))
+            (d / RUN_FILE).write_text(json.dumps({**run, "step": step}, default=str))
 
         atomic_write_dir(root / f"step_{step}", write)
         atomic_write_text(root / LATEST_FILE, f"step_{step}")
-        # Older checkpoints beyond the kept ones go only after the new one is in place.
-        steps = sorted(int(p.name[5:]) for p in root.glob("step_*") if p.name[5:].isdigit())
-        for old in steps[:-max(1, keep)]:
+        # Older checkpoints of THIS run beyond the kept ones go only after the new one is in place;
+        # another run's checkpoints in the same folder are never touched.
+        mine = sorted(int(p.name[5:]) for p in root.glob("step_*") if p.name[5:].isdigit()
+                      and read_run(p).get("run_id") == run.get("run_id") and int(p.name[5:]) < step)
+        for old in mine[:max(0, len(mine) - max(1, keep) + 1)]:
             shutil.rmtree(root / f"step_{old}", ignore_errors=True)
     if accelerator is not None:
         accelerator.wait_for_everyone()
@@ -131,7 +173,7 @@ def save_checkpoint(output_dir, step: int, learner: Learner, source: BatchSource
 
 def load_checkpoint(path, learner: Learner, source: BatchSource, accelerator=None, logs: dict | None = None) -> int:
     """Restore a checkpoint; returns its step. `logs` (a dict) receives the saved history and evaluations."""
-    state = torch.load(Path(path) / "training_state.pt", map_location="cpu", weights_only=False)
+    state = read_training_state(path)
     if logs is not None and (Path(path) / LOGS_FILE).exists():
         logs.update(json.loads((Path(path) / LOGS_FILE).read_text()))
     learner.load_state_dict(state["learner"])
@@ -140,6 +182,14 @@ def load_checkpoint(path, learner: Learner, source: BatchSource, accelerator=Non
     rng = state.get("rng_by_rank", [state["rng"]])
     _set_rng_state(rng[rank] if rank < len(rng) else state["rng"])
     return int(state["step"])
+
+
+def _check_identity(checkpoint: Path, identity: dict) -> None:
+    saved = read_run(checkpoint).get("identity") or {}
+    wrong = {k: (saved[k], v) for k, v in identity.items() if k in saved and saved[k] != v}
+    if wrong:
+        what = "; ".join(f"{k} {a!r} there, {b!r} here" for k, (a, b) in wrong.items())
+        raise ResumeError(f"--resume: {checkpoint} is another run ({what}); use another --output_dir")
 
 
 # ------------------------------------------------------------------ the loop
@@ -153,8 +203,11 @@ def train(
     evaluate: Callable[[int], dict[str, float]] | None = None,
     resume: bool = False,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
+    identity: dict | None = None,
 ) -> dict[str, Any]:
-    """Run `config.max_steps` updates; returns the last logged metrics and evaluation."""
+    """Run `config.max_steps` updates; returns the last logged metrics and evaluation. `identity`
+    (e.g. algorithm and dataset) is saved with every checkpoint; resuming a checkpoint whose
+    identity differs is refused."""
     output_dir = Path(output_dir)
     is_main = accelerator is None or accelerator.is_main_process
     if config.reuse_freed_memory:
@@ -162,9 +215,15 @@ def train(
     start = 0
     # every logged interval and every evaluation, kept in the checkpoints so that a resumed run loses none
     logs: dict[str, list] = {"history": [], "evaluations": []}
+    run = {"run_id": uuid.uuid4().hex, "identity": identity or {}}
     if resume:
         ckpt = latest_checkpoint(output_dir)
-        if ckpt is not None:
+        if ckpt is None:
+            if is_main:
+                print(f"--resume: no checkpoint in {output_dir / CHECKPOINT_DIR}, starting at step 0")
+        else:
+            _check_identity(ckpt, run["identity"])
+            run["run_id"] = read_run(ckpt).get("run_id", run["run_id"])  # continue that run's numbering
             start = load_checkpoint(ckpt, learner, source, accelerator, logs)
             if is_main:
                 print(f"resumed from {ckpt} at step {start}")
@@ -210,11 +269,12 @@ def train(
             last_eval = _run_eval(evaluate, done, writer, is_main)
             logs["evaluations"].append({"step": done, **last_eval})
         if config.save_every and done % config.save_every == 0 and done != config.max_steps:
-            save_checkpoint(output_dir, done, learner, source, accelerator, config.keep_checkpoints, logs)
+            save_checkpoint(output_dir, done, learner, source, accelerator, config.keep_checkpoints, logs, run)
     bar.close()
     final = None
     if config.max_steps > start:
-        final = save_checkpoint(output_dir, config.max_steps, learner, source, accelerator, config.keep_checkpoints, logs)
+        final = save_checkpoint(output_dir, config.max_steps, learner, source, accelerator, config.keep_checkpoints,
+                                logs, run)
     if evaluate is not None:
         last_eval = _run_eval(evaluate, config.max_steps, writer, is_main)
         logs["evaluations"].append({"step": config.max_steps, **last_eval})

@@ -165,6 +165,13 @@ def report(result: EvalResult, behaviour: dict) -> str:
 
 
 def main(argv=None) -> EvalResult:
+    from seqrl.training.run import one_line_errors
+
+    with one_line_errors():
+        return _plan(argv)
+
+
+def _plan(argv) -> EvalResult:
     config = parse_config(recipe_config_class(PlannerConfig), argv, description=DESCRIPTION,
                           default_config=default_config(DEFAULT_CONFIG))
     run, planner_config = split_config(config, PlannerConfig)

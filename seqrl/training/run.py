@@ -13,6 +13,7 @@ algorithm's config dataclass; TT's is `TTConfig`. Defaults come from the YAML th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -25,15 +26,26 @@ import torch
 from seqrl.algos import ALGORITHMS, build_algorithm
 from seqrl.algos.tt import TTConfig, TTLearner, WindowBatches, official_updates
 from seqrl.config import parse_config, to_dict
-from seqrl.data import BufferConfig, EpisodeDataset, TokenizerConfig, TokenWindows, TransitionBuffer, load_dataset
-from seqrl.evaluation import evaluation_env
-from seqrl.hub import TrajectoryModel, evaluation_line, save_pretrained, save_training_metrics
+from seqrl.data import (BufferConfig, DataError, EpisodeDataset, TokenizerConfig, TokenWindows, TransitionBuffer,
+                        load_dataset)
+from seqrl.evaluation import EvaluationError, evaluation_env
+from seqrl.hub import CheckpointError, TrajectoryModel, evaluation_line, save_pretrained, save_training_metrics
 from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
 from seqrl.plotting import plot_runs
-from seqrl.resources import default_config, has_resource
-from seqrl.training.loop import LoopConfig, seed_everything, train
+from seqrl.resources import ResourceError, default_config, has_resource
+from seqrl.training.loop import LoopConfig, ResumeError, seed_everything, train
 
 TT = "tt"
+# what a user's input can get wrong: reported as one line (exit status 1), never a traceback
+USER_ERRORS = (DataError, CheckpointError, EvaluationError, ResumeError, ResourceError)
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    try:
+        yield
+    except USER_ERRORS as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def dataset_metadata(episodes: EpisodeDataset, source: str) -> dict[str, Any]:
@@ -167,11 +179,12 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     """Train `algorithm` ("tt" or a value-based one: bc, sac, cql, iql, awac) from a command line."""
     if argv is None:
         argv = sys.argv[1:]
-    if algorithm == TT:
-        return train_tt(argv, description)
-    if algorithm not in ALGORITHMS:
+    if algorithm not in (TT, *ALGORITHMS):
         raise SystemExit(f"error: unknown algorithm {algorithm!r}; seqrl trains {', '.join([TT, *ALGORITHMS])}")
-    return train_value_based(algorithm, argv, description)
+    with one_line_errors():
+        if algorithm == TT:
+            return train_tt(argv, description)
+        return train_value_based(algorithm, argv, description)
 
 
 def train_value_based(algorithm: str, argv, description: str = "") -> dict:
@@ -204,7 +217,8 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
 
     loop = LoopConfig(max_steps=algo_config.max_steps, log_every=cfg.log_every, save_every=cfg.save_every,
                       eval_every=cfg.eval_every, reuse_freed_memory=cfg.reuse_freed_memory)
-    result = train(learner, source, loop, out, evaluate=evaluate, resume=cfg.resume)
+    identity = {"algorithm": algorithm, "data": f"online:{env['env_id']}" if cfg.online else cfg.dataset}
+    result = train(learner, source, loop, out, evaluate=evaluate, resume=cfg.resume, identity=identity)
 
     last = result["history"][-1] if result["history"] else {}
     metadata |= {
@@ -323,7 +337,8 @@ def train_tt(argv, description: str = "") -> dict:
                             accelerator.num_processes, device=accelerator.device)
     loop = LoopConfig(max_steps=steps, log_every=config.log_every, save_every=config.save_every,
                       reuse_freed_memory=config.reuse_freed_memory)
-    result = train(learner, batches, loop, out, accelerator=accelerator, resume=config.resume)
+    result = train(learner, batches, loop, out, accelerator=accelerator, resume=config.resume,
+                   identity={"algorithm": TT, "data": config.dataset})
 
     if accelerator.is_main_process:
         last = result["history"][-1] if result["history"] else {}
