@@ -106,12 +106,14 @@ def data_info(args) -> int:
     print(f"observation_dim {dataset.observation_dim}, action_dim {dataset.action_dim}")
     print(dataset.summary())
     if meta.get("ref_min_score") is not None:
-        print(f"reference scores: min {meta['ref_min_score']:.2f}, max {meta['ref_max_score']:.2f}")
+        print(f"reference scores: min {meta['ref_min_score']:.2f}, max {meta['ref_max_score']:.2f} "
+              f"({meta.get('ref_source') or 'source not recorded'})")
     return 0
 
 
 def evaluate_policy(args) -> int:
-    from seqrl.evaluation import EvaluationError, evaluate, evaluation_env, normalized_score, reference_scores
+    from seqrl.evaluation import (EvaluationError, check_env_spaces, evaluate, evaluation_env, normalized_score,
+                                  reference_scores)
     from seqrl.hub import CheckpointError, load_policy, read_metadata, resolve
 
     try:
@@ -132,16 +134,28 @@ def evaluate_policy(args) -> int:
     def act(observations):
         return policy.act(observations, deterministic=not args.stochastic)
 
-    print(f"evaluating {meta['algorithm']} from {args.checkpoint} in {env['env_id']}, {args.episodes} episodes")
+    if (args.ref_min_score is None) != (args.ref_max_score is None):
+        raise CommandError("give both --ref_min_score and --ref_max_score, or neither")
+    if args.ref_min_score is not None:
+        ref_min, ref_max, ref_source = args.ref_min_score, args.ref_max_score, "given by the user"
+    elif args.env_id:  # another environment: the recorded references do not apply
+        ref_min = ref_max = ref_source = None
+    else:
+        ref_min, ref_max = meta.get("ref_min_score"), meta.get("ref_max_score")
+        ref_source = meta.get("ref_source") or "recorded in the checkpoint"
+
+    print(f"evaluating {meta['algorithm']} from {args.checkpoint} in {env['env_id']}, {args.episodes} episodes "
+          f"(episode k reset with seed {args.seed} + k)")
     try:
+        check_env_spaces(env, policy.obs_dim, policy.act_dim, f"the policy of {args.checkpoint}")
         result = evaluate(act, n_episodes=args.episodes, num_envs=args.num_envs, seed=args.seed,
-                          ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"), **env)
+                          ref_min_score=ref_min, ref_max_score=ref_max, ref_source=ref_source, **env)
     except EvaluationError as err:
         raise CommandError(str(err)) from None
     print(f"policy: {result}")
     data_mean = (meta.get("dataset") or {}).get("return_mean")
     if data_mean is not None and not args.env_id:
-        refs = reference_scores(env["env_id"], meta.get("ref_min_score"), meta.get("ref_max_score"))
+        refs = reference_scores(ref_min, ref_max)
         normalized = f" | normalized {normalized_score(data_mean, refs[0], refs[1]):.1f}" if refs else ""
         print(f"behaviour data ({(meta.get('dataset') or {}).get('source')}): return mean {data_mean:.2f}{normalized}")
     if args.output:
@@ -210,11 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(commands, "eval", "evaluate a trained value-based policy (BC, CQL, IQL, AWAC) in its environment")
     p.add_argument("checkpoint", metavar="PATH_OR_REPO_ID", help="policy directory (with seqrl.json) or Hub repo id")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed + k (default 0)")
+    p.add_argument("--seed", type=int, default=10_000, help="episode k is reset with seed + k (default 10000, "
+                   "the seeds of the end-of-training evaluation)")
     p.add_argument("--num_envs", type=int, default=None, help="environments stepped together (default: up to 10)")
     p.add_argument("--env_id", default=None,
                    help="another gymnasium env id (default: the one recorded, Minari's eval env if the data had one)")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic (mean) one")
+    p.add_argument("--ref_min_score", type=float, default=None,
+                   help="random-policy return for the normalized score (with --ref_max_score; default: the checkpoint's)")
+    p.add_argument("--ref_max_score", type=float, default=None, help="expert return for the normalized score")
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of a repo id")
     p.add_argument("--output", default=None, help="write the results (returns, lengths, normalized score) as JSON here")
     p.set_defaults(func=evaluate_policy)

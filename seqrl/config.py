@@ -24,6 +24,57 @@ def _parser_type(tp):
     return tp, None
 
 
+class ConfigError(ValueError):
+    """An option value that cannot work (a count below 1, a wrong type): one line naming it."""
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def check_type(name: str, value, tp):
+    """`value` converted to the field type `tp`, or ConfigError (YAML values are not typed by argparse)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for inner in (a for a in args if a is not type(None)):
+            try:
+                return check_type(name, value, inner)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name} must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is tuple:
+        inner = typing.get_args(tp)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list of {_type_name(inner)}, got {value!r}")
+        return tuple(check_type(name, v, inner) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if tp is str and not isinstance(value, str):
+        raise ConfigError(f"{name} must be text, got {value!r}")
+    return value
+
+
+def check_ranges(config, minimums: dict[str, float]) -> None:
+    """Every named option at or above its minimum (None passes: "not set")."""
+    for name, low in minimums.items():
+        value = getattr(config, name, None)
+        if value is not None and value < low:
+            raise ConfigError(f"--{name} must be at least {low:g}, got {value}")
+
+
 def build_parser(cls, description: str, default_config: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=default_config,
@@ -52,19 +103,26 @@ def parse_config(cls, argv=None, description: str = "", default_config: str | No
     if args.config:
         path = Path(args.config)
         if not path.exists():
-            parser.error(f"config file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} must hold option: value lines, not a {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            parser.error(f"{path} has unknown options {unknown}")
+            raise ConfigError(f"{path} has unknown options {unknown}")
     for f in dataclasses.fields(cls):
         v = getattr(args, f.name)
         if v is not None:
             values[f.name] = v
-    for f in dataclasses.fields(cls):
-        if typing.get_origin(typing.get_type_hints(cls)[f.name]) is tuple and f.name in values:
-            values[f.name] = tuple(values[f.name])
+    hints = typing.get_type_hints(cls)
+    try:
+        values = {k: check_type(k, v, hints[k]) for k, v in values.items()}
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}" if args.config else str(err)) from None
     return cls(**values)
 
 

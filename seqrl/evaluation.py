@@ -32,12 +32,10 @@ deterministic policy whose action for a row depends only on that row's history, 
 equal those of a plain single-env loop over the same seeds, whatever ``num_envs`` is.
 
 Reference scores: a normalized score ``100 * (return - ref_min) / (ref_max - ref_min)`` is
-reported when reference scores are known. Scores given by the caller (usually the dataset's
-``ref_min_score``/``ref_max_score``, recorded in checkpoint metadata) win. Otherwise, for the
-gymnasium MuJoCo families Hopper, HalfCheetah, Walker2d and Ant (any version), the D4RL values
-of :data:`D4RL_REFERENCE` are used. These were measured on the ``-v2`` environments with
-1000-step episodes; on ``-v4``/``-v5`` or with other time limits they are only indicative, and
-Minari's ``-v5`` datasets are not D4RL's (their "medium" is a much stronger policy).
+reported only when the caller gives both reference scores (the dataset's own ``ref_min_score`` /
+``ref_max_score``, Minari's convention, recorded in checkpoint metadata; D4RL's table for D4RL's own
+files, see ``seqrl.data.episodes.D4RL_REFERENCE``; or the user's), with ``ref_source`` saying which.
+There is no fallback by environment: D4RL's Hopper-v2 references do not describe a Hopper-v5 dataset.
 """
 
 from __future__ import annotations
@@ -54,17 +52,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["D4RL_REFERENCE", "EvalResult", "EvaluationError", "evaluate", "normalized_score", "reference_scores"]
+__all__ = ["EvalResult", "EvaluationError", "evaluate", "normalized_score", "reference_scores"]
 
-# D4RL REF_MIN_SCORE (random policy) / REF_MAX_SCORE (expert policy), from d4rl/infos.py; the
-# gym-mujoco v0/v1/v2 datasets share them. Keyed by env family (the id without version).
-D4RL_REFERENCE: dict[str, tuple[float, float]] = {
-    "Hopper": (-20.272305, 3234.3),
-    "HalfCheetah": (-280.178953, 12135.0),
-    "Walker2d": (1.629008, 4592.3),
-    "Ant": (-325.6, 3879.7),
-}
-
+# The reset seed of the first evaluation episode, for the end-of-training evaluation and `seqrl eval`
+# alike (so the two print the same numbers for a deterministic policy); far from the seeds datasets
+# are collected with.
+EVAL_SEED = 10_000
 # Throw-away episodes of rows that finished their share get seeds far from any real episode.
 _IDLE_SEED_OFFSET = 1_000_000_000
 
@@ -98,22 +91,12 @@ def evaluation_env(metadata: dict) -> dict:
             "max_episode_steps": env.get("max_episode_steps"), "env_module": env.get("env_module")}
 
 
-def reference_scores(env_id: str, ref_min_score: float | None = None,
-                     ref_max_score: float | None = None) -> tuple[float, float, str] | None:
-    """``(ref_min, ref_max, source)`` for normalizing returns in ``env_id``, or None.
-
-    ``source`` is ``"dataset"`` when both scores are given (they take precedence) and ``"d4rl"``
-    when they come from :data:`D4RL_REFERENCE`."""
-    if ref_min_score is not None and ref_max_score is not None:
-        return float(ref_min_score), float(ref_max_score), "dataset"
-    try:
-        family = env_family(env_id)
-    except gym.error.Error:
+def reference_scores(ref_min_score: float | None = None, ref_max_score: float | None = None,
+                     ref_source: str | None = None) -> tuple[float, float, str] | None:
+    """``(ref_min, ref_max, source)`` when both scores are given, else None (no normalized score)."""
+    if ref_min_score is None or ref_max_score is None:
         return None
-    if family in D4RL_REFERENCE:
-        low, high = D4RL_REFERENCE[family]
-        return low, high, "d4rl"
-    return None
+    return float(ref_min_score), float(ref_max_score), ref_source or "given by the caller"
 
 
 @dataclass
@@ -139,13 +122,13 @@ class EvalResult:
     normalized_stderr: float | None = None
     ref_min_score: float | None = None
     ref_max_score: float | None = None
-    reference: str | None = None  # "dataset" or "d4rl": where the reference scores came from
+    reference: str | None = None  # where the reference scores came from (the dataset, D4RL, the user)
     extra: dict[str, Any] = field(default_factory=dict)  # anything a caller wants saved alongside
 
     @classmethod
     def from_episodes(cls, env_id: str, returns, lengths, terminated, *, seconds: float, seed: int,
                       num_envs: int, max_episode_steps: int | None = None, ref_min_score=None,
-                      ref_max_score=None) -> "EvalResult":
+                      ref_max_score=None, ref_source: str | None = None) -> "EvalResult":
         returns = [float(r) for r in returns]
         n = len(returns)
         std = float(np.std(returns, ddof=1)) if n > 1 else 0.0
@@ -155,7 +138,7 @@ class EvalResult:
                      stderr=stderr, episodes=n, seconds=float(seconds),
                      steps_per_s=float(sum(lengths) / seconds) if seconds > 0 else float("inf"),
                      seed=seed, num_envs=num_envs, max_episode_steps=max_episode_steps)
-        refs = reference_scores(env_id, ref_min_score, ref_max_score)
+        refs = reference_scores(ref_min_score, ref_max_score, ref_source)
         if refs is not None:
             low, high, source = refs
             result.ref_min_score, result.ref_max_score, result.reference = low, high, source
@@ -177,9 +160,10 @@ class EvalResult:
         return path
 
     def __str__(self) -> str:
-        text = f"{self.env_id}: return {self.mean:.2f} ± {self.stderr:.2f} over {self.episodes} episodes"
+        text = (f"{self.env_id}: return {self.mean:.2f} ± {self.stderr:.2f} over {self.episodes} episodes "
+                f"(reset seeds {self.seed}..{self.seed + self.episodes - 1})")
         if self.normalized_mean is not None:
-            text += f" | normalized {self.normalized_mean:.1f} ± {self.normalized_stderr:.1f} ({self.reference} ref)"
+            text += f" | normalized {self.normalized_mean:.1f} ± {self.normalized_stderr:.1f} (references: {self.reference})"
         return (text + f" | length {self.length_mean:.1f}, {sum(self.terminated)} terminated"
                 f" | {self.seconds:.1f} s, {self.steps_per_s:.0f} steps/s")
 
@@ -301,6 +285,24 @@ def _check_env(make_env, env_id: str) -> None:
         env.close()
 
 
+def check_env_spaces(env: dict, observation_dim: int, action_dim: int, what: str = "the policy") -> None:
+    """Build `env` (evaluation_env's dict) once and refuse it when its flat observation or action
+    size is not what `what` expects: one line, before any training or planning."""
+    env_id = env.get("env_id")
+    _import_env_module(env_id, env.get("env_module"))
+    make_env = _make_env_fn(env_id, env.get("env_kwargs"), env.get("max_episode_steps"))
+    _check_env(make_env, env_id)
+    probe = make_env()
+    try:
+        obs_size = int(np.prod(probe.observation_space.shape))
+        act_size = int(np.prod(probe.action_space.shape))
+    finally:
+        probe.close()
+    if (obs_size, act_size) != (int(observation_dim), int(action_dim)):
+        raise EvaluationError(f"{env_id} has observations of size {obs_size} and actions of size {act_size}, but "
+                              f"{what} has {observation_dim} and {action_dim}")
+
+
 # ---------------------------------------------------------------------------- the loop
 class _Schedule:
     """Which episode each row runs: episode k on row k % num_envs, reset with seed + k."""
@@ -350,7 +352,7 @@ class _Postfix:
 def evaluate(policy, env_id: str, n_episodes: int, *, env_kwargs: dict | None = None,
              max_episode_steps: int | None = None, num_envs: int | None = None, seed: int = 0,
              ref_min_score: float | None = None, ref_max_score: float | None = None,
-             progress: bool = True, env_module: str | None = None) -> EvalResult:
+             progress: bool = True, env_module: str | None = None, ref_source: str | None = None) -> EvalResult:
     """Run ``policy`` for exactly ``n_episodes`` episodes of ``gym.make(env_id, **env_kwargs)``.
 
     Args:
@@ -363,7 +365,7 @@ def evaluate(policy, env_id: str, n_episodes: int, *, env_kwargs: dict | None = 
             ``min(n_episodes, 10)``; capped at ``n_episodes``.
         seed: the first episode's reset seed (and ``policy.reset_rng(seed)`` when present).
         ref_min_score, ref_max_score: reference returns for the normalized score (both needed;
-            otherwise the D4RL table is tried).
+            otherwise no normalized score); ref_source says where they come from.
         progress: show a tqdm bar over episodes.
 
     Raises:
@@ -428,4 +430,4 @@ def evaluate(policy, env_id: str, n_episodes: int, *, env_kwargs: dict | None = 
     seconds = time.perf_counter() - start
     return EvalResult.from_episodes(env_id, returns, lengths, terminated, seconds=seconds, seed=seed,
                                     num_envs=num_envs, max_episode_steps=max_episode_steps,
-                                    ref_min_score=ref_min_score, ref_max_score=ref_max_score)
+                                    ref_min_score=ref_min_score, ref_max_score=ref_max_score, ref_source=ref_source)

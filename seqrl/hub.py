@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from seqrl.algos import ALGORITHMS, OfflineAlgorithm, build_algorithm, config_from_dict
 from seqrl.data.discretize import CONFIG_NAME as DISCRETIZER_CONFIG
+from seqrl.data.discretize import WEIGHTS_NAME as DISCRETIZER_WEIGHTS
 from seqrl.data.discretize import Discretizer
 from seqrl.models.trajectory_transformer import TrajectoryTransformerModel
 from seqrl.resources import resource
@@ -205,16 +206,30 @@ def load_policy(directory, metadata: dict | None = None, device="cpu") -> Offlin
 def load_trajectory_model(directory, metadata: dict | None = None, device="cpu") -> TrajectoryModel:
     directory = Path(directory)
     metadata = metadata or read_metadata(directory)
-    if not (directory / DISCRETIZER_CONFIG).exists():
-        raise CheckpointError(f"{directory} has no discretizer ({DISCRETIZER_CONFIG}): it cannot plan; "
-                              "save it with seqrl so the bins travel with the weights")
-    model = TrajectoryTransformerModel.from_pretrained(str(directory)).to(device).eval()
-    discretizer = Discretizer.load(directory, device=device)
+    for name in (DISCRETIZER_CONFIG, DISCRETIZER_WEIGHTS, "config.json", WEIGHTS_NAME):
+        if not (directory / name).exists():
+            hint = ": it cannot plan; save it with seqrl so the bins travel with the weights" if "discretizer" in name else ""
+            raise CheckpointError(f"{directory} has no {name}{hint}")
+    try:
+        model = TrajectoryTransformerModel.from_pretrained(str(directory)).to(device).eval()
+    except Exception as err:  # noqa: BLE001 - transformers raises many types for a damaged file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{directory}: config.json and {WEIGHTS_NAME} do not load as a Trajectory "
+                              f"Transformer ({type(err).__name__}: {reason[:200]})") from None
+    try:
+        discretizer = Discretizer.load(directory, device=device)
+    except Exception as err:  # noqa: BLE001 - a truncated safetensors or JSON
+        raise CheckpointError(f"{directory / DISCRETIZER_WEIGHTS} / {DISCRETIZER_CONFIG} are damaged "
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
     cfg = model.config
-    discretizer.check_layout(observation_dim=cfg.observation_dim, action_dim=cfg.action_dim,
-                             transition_dim=cfg.transition_dim)
+    try:
+        discretizer.check_layout(observation_dim=cfg.observation_dim, action_dim=cfg.action_dim,
+                                 transition_dim=cfg.transition_dim)
+    except ValueError as err:
+        raise CheckpointError(f"{directory}: {DISCRETIZER_CONFIG} and config.json disagree: {err}") from None
     if discretizer.N != cfg.vocab_size:
-        raise CheckpointError(f"discretizer has {discretizer.N} bins but the model vocabulary is {cfg.vocab_size}")
+        raise CheckpointError(f"{directory}: the discretizer has {discretizer.N} bins but config.json's vocabulary "
+                              f"is {cfg.vocab_size}")
     metadata = {k: v for k, v in metadata.items() if k not in ("algorithm", "seqrl_version")}
     return TrajectoryModel(model, discretizer, metadata)
 

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from seqrl.data.episodes import D4RL_REFERENCE, d4rl_metadata
 from seqrl.evaluation import (
-    D4RL_REFERENCE,
     EvalResult,
     EvaluationError,
     evaluate,
@@ -211,29 +211,29 @@ def test_reset_without_env_indices_is_only_called_at_start():
 
 def test_normalized_score_arithmetic():
     assert normalized_score(5.0, 0.0, 10.0) == pytest.approx(50.0)
-    assert normalized_score(-20.272305, *D4RL_REFERENCE["Hopper"]) == pytest.approx(0.0)
-    assert normalized_score(3234.3, *D4RL_REFERENCE["Hopper"]) == pytest.approx(100.0)
+    assert normalized_score(-20.272305, *D4RL_REFERENCE["hopper"]) == pytest.approx(0.0)
+    assert normalized_score(3234.3, *D4RL_REFERENCE["hopper"]) == pytest.approx(100.0)
     np.testing.assert_allclose(normalized_score([0.0, 20.0], 10.0, 20.0), [-100.0, 100.0])
     with pytest.raises(ValueError):
         normalized_score(1.0, 3.0, 3.0)
     result = EvalResult.from_episodes("Pendulum-v1", [10.0, 20.0], [5, 5], [False, False], seconds=1.0, seed=0,
-                                      num_envs=1, ref_min_score=0.0, ref_max_score=40.0)
+                                      num_envs=1, ref_min_score=0.0, ref_max_score=40.0, ref_source="the dataset's own")
     assert result.mean == 15.0 and result.std == pytest.approx(np.std([10, 20], ddof=1))
     assert result.stderr == pytest.approx(result.std / np.sqrt(2))
     assert result.normalized_mean == pytest.approx(37.5)
     assert result.normalized_stderr == pytest.approx(100 * result.stderr / 40)
-    assert result.reference == "dataset" and result.steps_per_s == 10.0
+    assert result.reference == "the dataset's own" and result.steps_per_s == 10.0
 
 
-def test_reference_table_and_precedence():
-    assert reference_scores("Hopper-v5") == (-20.272305, 3234.3, "d4rl")
-    assert reference_scores("Walker2d-v4")[:2] == D4RL_REFERENCE["Walker2d"]
-    assert reference_scores("HalfCheetah-v5")[2] == "d4rl"
-    assert reference_scores("Ant-v5")[:2] == (-325.6, 3879.7)
-    assert reference_scores("Hopper-v5", 1.0, 2.0) == (1.0, 2.0, "dataset")
-    assert reference_scores("Pendulum-v1") is None
-    assert reference_scores("InvertedPendulum-v5", None, 2.0) is None  # one score is not a reference
-    plain = EvalResult.from_episodes("Pendulum-v1", [1.0], [1], [False], seconds=1.0, seed=0, num_envs=1)
+def test_references_only_where_they_belong():
+    """No reference by env family: a Hopper-v5 dataset is not scored with D4RL's Hopper-v2 values.
+    D4RL's references come with D4RL's own files (by name), and say so."""
+    assert reference_scores() is None and reference_scores(None, 2.0) is None  # one score is not a reference
+    assert reference_scores(1.0, 2.0, "the dataset's own") == (1.0, 2.0, "the dataset's own")
+    meta = d4rl_metadata("hopper-medium-replay-v2")
+    assert (meta["ref_min_score"], meta["ref_max_score"]) == D4RL_REFERENCE["hopper"] == (-20.272305, 3234.3)
+    assert meta["ref_source"].startswith("D4RL") and d4rl_metadata("my-hopper-v5-data") == {}
+    plain = EvalResult.from_episodes("Hopper-v5", [1.0], [1], [False], seconds=1.0, seed=0, num_envs=1)
     assert plain.normalized_mean is None and plain.stderr == 0.0
 
 

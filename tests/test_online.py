@@ -152,8 +152,8 @@ def test_online_refuses_offline_only_algorithms(tmp_path):
 @pytest.mark.parametrize("flags,message", [
     (["--env", "NoSuchEnv-v0"], "cannot make environment 'NoSuchEnv-v0'"),
     (["--env", "CartPole-v1"], "needs Box observations and actions"),
-    (["--updates_per_step", "0"], "updates_per_step must be >= 1"),
-    (["--random_steps", "-5"], "random_steps must be >= 0"),
+    (["--updates_per_step", "0"], "--updates_per_step must be at least 1"),
+    (["--random_steps", "-5"], "--random_steps must be at least 0"),
 ])
 def test_online_bad_input_is_one_line_before_training(tmp_path, flags, message):
     from seqrl.training.run import main

@@ -64,7 +64,7 @@ def test_plans_end_to_end_and_saves_results(checkpoint, capsys):
                                  "--beam_width", "2", "--no-progress", "--threads", "1"])
     assert result.episodes == 2 and len(result.returns) == 2
     assert all(1 <= n <= 10 for n in result.lengths)  # the checkpoint's time limit is used
-    assert result.reference == "dataset" and result.ref_min_score == 5.0  # the checkpoint's references
+    assert result.reference == "recorded in the checkpoint" and result.ref_min_score == 5.0
     saved = json.loads((checkpoint.parent / "eval" / "plan_results.json").read_text())
     assert saved["returns"] == result.returns
     assert saved["extra"]["planner"]["horizon"] == 2 and saved["extra"]["planner"]["beam_width"] == 2

@@ -184,6 +184,11 @@ class OfflineAlgorithm(nn.Module):
         device = self.obs_mean.device
         obs = torch.as_tensor(observations, dtype=torch.float32, device=device)
         single = obs.dim() == 1
+        if obs.dim() not in (1, 2) or obs.shape[-1] != self.obs_dim:
+            raise ValueError(f"observations of shape {tuple(obs.shape)}: this policy takes ({self.obs_dim},) "
+                             f"or (batch, {self.obs_dim})")
+        if not bool(torch.isfinite(obs).all()):
+            raise ValueError("observations contain NaN or inf")
         obs = (obs.reshape(-1, self.obs_dim) - self.obs_mean) / self.obs_std
         a = self._act(obs, deterministic).clamp(-1.0, 1.0)
         a = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)

@@ -30,6 +30,8 @@ class TTConfig:
 
     dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "dataset: built-in, local or remote Minari id (remote ones are downloaded, e.g. mujoco/hopper/medium-v0), saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
     env_id: str = field(default="", metadata={"help": "gymnasium env the planner runs in (default: the one the dataset records)"})
+    ref_min_score: float | None = field(default=None, metadata={"help": "reference return of a random policy for normalized scores (with --ref_max_score; default: the dataset's own, none if it has none)"})
+    ref_max_score: float | None = field(default=None, metadata={"help": "reference return of an expert policy for normalized scores (with --ref_min_score)"})
     output_dir: str = field(default="outputs/tt/invertedpendulum-medium", metadata={"help": "where checkpoints, TensorBoard logs and the final model go"})
     seed: int = field(default=42, metadata={"help": "random seed (official: 42)"})
     # tokenization
@@ -62,7 +64,6 @@ class TTConfig:
     save_every: int = field(default=1000, metadata={"help": "write a resumable checkpoint every N updates"})
     reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/data/memory.py)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
-    eval_episodes: int = field(default=0, metadata={"help": "plan this many episodes after training (0: skip)"})
 
 
 def official_updates(config: TTConfig, n_windows: int) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,10 +215,12 @@ class EpisodeDataset:
         n = len(data["observations"])
         timeouts = data.get("timeouts", np.zeros(n, dtype=bool))
         meta = {"source": "d4rl-arrays", **(metadata or {})}
-        return cls.from_arrays(
+        dataset = cls.from_arrays(
             data["observations"], data["actions"], data["rewards"], data["terminals"], timeouts,
             data.get("next_observations"), metadata=meta,
         )
+        _warn_about_episode_ends(dataset, has_timeouts="timeouts" in data)
+        return dataset
 
     @classmethod
     def from_episode_rows(cls, rows, *, metadata: dict[str, Any] | None = None) -> "EpisodeDataset":
@@ -427,6 +430,21 @@ class EpisodeDataset:
         return f"EpisodeDataset(env_id={self.env_id!r}, {self.summary()})"
 
 
+def _warn_about_episode_ends(dataset: "EpisodeDataset", has_timeouts: bool) -> None:
+    """A file without `timeouts` ends episodes only at terminals (one giant episode when there are
+    none); an episode longer than the env's time limit means the episode ends are wrong. Say so."""
+    _, lengths = dataset.episode_bounds()
+    limit = dataset.metadata.get("max_episode_steps")
+    if not has_timeouts:
+        warnings.warn(f"{dataset.metadata.get('source')}: no `timeouts` key, so episodes end only at terminals: "
+                      f"{len(lengths)} episodes of length {int(lengths.min())}-{int(lengths.max())} "
+                      f"(mean {lengths.mean():.1f})", stacklevel=3)
+    if limit is not None and lengths.max() > limit:
+        warnings.warn(f"{dataset.metadata.get('source')}: {int((lengths > limit).sum())} episodes are longer than "
+                      f"the env's time limit {limit} (longest {int(lengths.max())}): are the timeouts missing?",
+                      stacklevel=3)
+
+
 def _as_2d(x, name: str) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
@@ -465,16 +483,29 @@ _D4RL_ENVS = {
 }
 
 
+# D4RL REF_MIN_SCORE (random policy) / REF_MAX_SCORE (expert policy), from d4rl/infos.py; the
+# gym-mujoco v0/v1/v2 datasets share them. Used for D4RL's own files only.
+D4RL_REFERENCE: dict[str, tuple[float, float]] = {
+    "hopper": (-20.272305, 3234.3),
+    "halfcheetah": (-280.178953, 12135.0),
+    "walker2d": (1.629008, 4592.3),
+    "ant": (-325.6, 3879.7),
+}
+
+
 def d4rl_metadata(name: str) -> dict[str, Any]:
-    """Environment and time limit for a D4RL gym-mujoco dataset name such as `hopper-medium-v2` or
-    D4RL's download name `walker2d_medium_replay-v2` (D4RL's 1000-step limit); empty otherwise."""
+    """Environment, time limit and D4RL's reference scores for a D4RL gym-mujoco dataset name such
+    as `hopper-medium-v2` or D4RL's download name `walker2d_medium_replay-v2` (D4RL's 1000-step
+    limit); empty otherwise."""
     match = re.fullmatch(r"(hopper|halfcheetah|walker2d|ant)[-_]([a-z_-]+)-(v[0-2])", name)
     if not match:
         return {}
     env_id, env_kwargs, act_dim = _D4RL_ENVS[match.group(1)]
     dataset_id = f"{match.group(1)}-{match.group(2).replace('_', '-')}-{match.group(3)}"
+    ref_min, ref_max = D4RL_REFERENCE[match.group(1)]
     return {"dataset_id": dataset_id, "env_id": env_id, "env_kwargs": env_kwargs, "max_episode_steps": 1000,
-            "action_low": [-1.0] * act_dim, "action_high": [1.0] * act_dim}
+            "action_low": [-1.0] * act_dim, "action_high": [1.0] * act_dim,
+            "ref_min_score": ref_min, "ref_max_score": ref_max, "ref_source": f"D4RL's {dataset_id} (d4rl/infos.py)"}
 
 
 def _read_d4rl_file(path: Path) -> dict[str, np.ndarray]:

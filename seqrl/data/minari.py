@@ -114,6 +114,8 @@ def minari_metadata(dataset) -> dict:
         "env_module": _env_module(spec),
         "ref_min_score": storage_meta.get("ref_min_score"),
         "ref_max_score": storage_meta.get("ref_max_score"),
+        "ref_source": f"the dataset's own ({dataset.spec.dataset_id})" if storage_meta.get("ref_max_score") is not None
+        else None,
     }
     eval_spec = getattr(dataset, "_eval_env_spec", None)  # parsed by Minari from metadata["eval_env_spec"]
     if eval_spec is not None and spec is not None and (eval_spec.id, dict(eval_spec.kwargs), eval_spec.max_episode_steps) != (

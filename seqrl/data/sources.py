@@ -10,6 +10,7 @@ e.g. `edbeeching/decision_transformer_gym_replay:hopper-medium-v2`).
 from __future__ import annotations
 
 import difflib
+import hashlib
 from pathlib import Path
 
 from seqrl.data import builtin, families
@@ -30,14 +31,37 @@ def _unknown_builtin(source: str) -> DataError:
     return DataError(f"{source!r} is not a built-in dataset id{hint}")
 
 
+def content_hash(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and bytes, in sorted order)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _local(dataset: EpisodeDataset, path: Path, kind: str) -> EpisodeDataset:
+    """A local file's dataset records its name and content hash, never the machine's path (the
+    metadata travels into checkpoints, model cards and the Hub)."""
+    meta = dataset.metadata
+    if kind != "disk" or not meta.get("source"):
+        meta["source"] = f"{kind}:{path.name}"
+    meta["file"], meta["sha256"] = path.name, content_hash(path)
+    return dataset
+
+
 def load_dataset(source: str) -> EpisodeDataset:
     """The EpisodeDataset behind `source` (see the module docstring for what `source` can be)."""
     source = str(source)
     path = Path(source)
     if path.is_dir() and (path / METADATA_FILE).exists() and (path / "data").is_dir():
-        return EpisodeDataset.load_from_disk(path)
+        return _local(EpisodeDataset.load_from_disk(path), path, "disk")
     if path.suffix in D4RL_FILE_SUFFIXES and path.exists():
-        return EpisodeDataset.from_d4rl(path)
+        return _local(EpisodeDataset.from_d4rl(path), path, path.suffix[1:])
     if path.is_absolute() or source.startswith((".", "~")) or path.suffix in D4RL_FILE_SUFFIXES:
         raise DataError(f"cannot load dataset {source!r}: no such saved EpisodeDataset directory or "
                         f"{'/'.join(D4RL_FILE_SUFFIXES)} file")

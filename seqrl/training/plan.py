@@ -25,7 +25,8 @@ from pathlib import Path
 import yaml
 
 from seqrl.config import parse_config, to_dict
-from seqrl.evaluation import EvalResult, EvaluationError, evaluate, evaluation_env, normalized_score, reference_scores
+from seqrl.evaluation import (EvalResult, EvaluationError, check_env_spaces, evaluate, evaluation_env,
+                              normalized_score, reference_scores)
 from seqrl.hub import CheckpointError, from_pretrained
 from seqrl.planning.beam import BeamPlanner
 from seqrl.planning.config import PlannerConfig
@@ -147,7 +148,7 @@ def behaviour_summary(metadata: dict) -> dict:
     """The behaviour dataset's mean return (and its normalized score when references exist)."""
     dataset = metadata.get("dataset") or {}
     summary = {"source": dataset.get("source"), "return_mean": dataset.get("return_mean"), "normalized": None}
-    refs = reference_scores(metadata.get("env_id") or "", metadata.get("ref_min_score"), metadata.get("ref_max_score"))
+    refs = reference_scores(metadata.get("ref_min_score"), metadata.get("ref_max_score"), metadata.get("ref_source"))
     if summary["return_mean"] is not None and refs is not None:
         summary["normalized"] = normalized_score(summary["return_mean"], refs[0], refs[1])
     return summary
@@ -182,6 +183,7 @@ def _plan(argv) -> EvalResult:
     env = evaluation_env(meta)
     if not env["env_id"]:
         raise SystemExit(f"error: {run.checkpoint} records no env_id: cannot tell which environment to plan in")
+    check_env_spaces(env, model.observation_dim, model.action_dim, f"the model of {run.checkpoint}")
     planner = BeamPlanner(model, planner_config, device, run.seed)
     print(f"planning with {model} on {device}: {to_dict(planner_config)}")
 
@@ -190,6 +192,7 @@ def _plan(argv) -> EvalResult:
                           max_episode_steps=env["max_episode_steps"], env_module=env["env_module"],
                           num_envs=run.num_envs, seed=run.seed,
                           ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),
+                          ref_source=meta.get("ref_source") or "recorded in the checkpoint",
                           progress=run.progress)
     except EvaluationError as err:
         raise SystemExit(f"error: {err}") from None

@@ -25,10 +25,10 @@ import torch
 
 from seqrl.algos import ALGORITHMS, build_algorithm
 from seqrl.algos.tt import TTConfig, TTLearner, WindowBatches, official_updates
-from seqrl.config import parse_config, to_dict
+from seqrl.config import ConfigError, check_ranges, parse_config, to_dict
 from seqrl.data import (BufferConfig, DataError, EpisodeDataset, TokenizerConfig, TokenWindows, TransitionBuffer,
                         load_dataset)
-from seqrl.evaluation import EvaluationError, evaluation_env
+from seqrl.evaluation import EVAL_SEED, EvaluationError, check_env_spaces, evaluation_env
 from seqrl.hub import CheckpointError, TrajectoryModel, evaluation_line, save_pretrained, save_training_metrics
 from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
 from seqrl.plotting import plot_runs
@@ -37,7 +37,11 @@ from seqrl.training.loop import LoopConfig, ResumeError, seed_everything, train
 
 TT = "tt"
 # what a user's input can get wrong: reported as one line (exit status 1), never a traceback
-USER_ERRORS = (DataError, CheckpointError, EvaluationError, ResumeError, ResourceError)
+USER_ERRORS = (DataError, CheckpointError, EvaluationError, ResumeError, ResourceError, ConfigError)
+VALUE_MINIMUMS = {"max_steps": 1, "batch_size": 1, "log_every": 1, "save_every": 0, "eval_every": 0, "eval_episodes": 0,
+                  "buffer_size": 1, "updates_per_step": 1, "random_steps": 0, "learning_starts": 0, "discount": 0}
+TT_MINIMUMS = {"max_steps": 1, "batch_size": 1, "log_every": 1, "save_every": 0, "n_bins": 2, "context": 1,
+               "n_layer": 1, "n_head": 1, "n_embd": 1, "discount": 0}
 
 
 @contextlib.contextmanager
@@ -57,18 +61,49 @@ def dataset_metadata(episodes: EpisodeDataset, source: str) -> dict[str, Any]:
         "env_module": meta.get("env_module"),
         "action_low": meta.get("action_low"), "action_high": meta.get("action_high"),
         "ref_min_score": meta.get("ref_min_score"), "ref_max_score": meta.get("ref_max_score"),
-        "dataset": {"source": meta.get("source", source), **episodes.summary().as_dict()},
+        "ref_source": meta.get("ref_source") if meta.get("ref_max_score") is not None else None,
+        "dataset": {"source": meta.get("source", source), "file": meta.get("file"), "sha256": meta.get("sha256"),
+                    **episodes.summary().as_dict()},
     }
 
 
-def load_episodes(source: str, env_id: str = "") -> EpisodeDataset:
-    """The dataset; `env_id` replaces the environment it records (evaluation then uses that env)."""
+def load_episodes(source: str, env_id: str = "", ref_min_score: float | None = None,
+                  ref_max_score: float | None = None) -> EpisodeDataset:
+    """The dataset; `env_id` replaces the environment it records (evaluation then uses that env),
+    reference scores given by the user replace the dataset's (both or neither)."""
+    if (ref_min_score is None) != (ref_max_score is None):
+        raise DataError("give both --ref_min_score and --ref_max_score, or neither")
+    if ref_min_score is not None and ref_min_score >= ref_max_score:
+        raise DataError(f"--ref_min_score {ref_min_score} must be below --ref_max_score {ref_max_score}")
     episodes = load_dataset(source)
     if env_id:
         episodes.metadata["env_id"] = env_id
         episodes.metadata.pop("eval_env", None)
         episodes.metadata.pop("env_module", None)
+        if ref_min_score is None and episodes.metadata.get("ref_source", "").startswith("D4RL"):
+            # D4RL's references describe D4RL's environment only
+            episodes.metadata.update(ref_min_score=None, ref_max_score=None, ref_source=None)
+    if ref_min_score is not None:
+        episodes.metadata.update(ref_min_score=float(ref_min_score), ref_max_score=float(ref_max_score),
+                                 ref_source="given by the user (--ref_min_score/--ref_max_score)")
     return episodes
+
+
+def time_limit(episodes: EpisodeDataset) -> int | None:
+    """The episodes' time limit: recorded with the data, else the env's registered one (a D4RL-style
+    file without metadata would otherwise fall back to its longest episode)."""
+    limit = episodes.metadata.get("max_episode_steps")
+    if limit is None and episodes.env_id:
+        import gymnasium as gym
+
+        try:
+            limit = gym.spec(episodes.env_id).max_episode_steps
+        except gym.error.Error:
+            limit = None
+    if limit is None:
+        print(f"warning: no time limit recorded for the data or its env; TT's max_path_length is the longest "
+              f"episode ({int(episodes.episode_bounds()[1].max())}); pass --max_path_length to set it")
+    return limit
 
 
 def _default_yaml(algorithm: str, online: bool) -> str | None:
@@ -82,6 +117,8 @@ def _default_yaml(algorithm: str, online: bool) -> str | None:
 class RunConfig:
     dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "built-in, local or remote Minari id (remote ones are downloaded, e.g. mujoco/hopper/medium-v0), saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
     env_id: str = field(default="", metadata={"aliases": ["--env"], "help": "gymnasium env for evaluation (default: the one the dataset records); with --online the env trained in (default InvertedPendulum-v5)"})
+    ref_min_score: float | None = field(default=None, metadata={"help": "reference return of a random policy for normalized scores (with --ref_max_score; default: the dataset's own, none if it has none)"})
+    ref_max_score: float | None = field(default=None, metadata={"help": "reference return of an expert policy for normalized scores (with --ref_min_score)"})
     online: bool = field(default=False, metadata={"help": "train online in --env instead of from --dataset (SAC-family algorithms); max_steps counts environment steps"})
     random_steps: int = field(default=5000, metadata={"help": "online: uniform random actions for the first N environment steps"})
     learning_starts: int = field(default=5000, metadata={"help": "online: start updating once N transitions are stored"})
@@ -159,9 +196,9 @@ def _make_evaluator(algo, cfg, env: dict, metadata: dict, out: Path):
 
     def evaluate(step):
         algo.eval()
-        result = rollout(algo, n_episodes=cfg.eval_episodes, **env, seed=10_000,
-                         ref_min_score=metadata.get("ref_min_score"),
-                         ref_max_score=metadata.get("ref_max_score"), progress=False)
+        result = rollout(algo, n_episodes=cfg.eval_episodes, **env, seed=EVAL_SEED,
+                         ref_min_score=metadata.get("ref_min_score"), ref_max_score=metadata.get("ref_max_score"),
+                         ref_source=metadata.get("ref_source"), progress=False)
         metrics = {"return_mean": result.mean, "return_stderr": result.stderr}
         if result.normalized_mean is not None:
             metrics["normalized_score"] = result.normalized_mean
@@ -191,6 +228,7 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
     config_cls, algo_cls = combined_config_class(algorithm)
     cfg = parse_config(config_cls, argv, description=description or __doc__,
                        default_config=_default_yaml(algorithm, "--online" in argv))
+    check_ranges(cfg, VALUE_MINIMUMS)
     algo_fields = {f.name for f in dataclasses.fields(algo_cls) if f.init}
     algo_config = algo_cls(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in algo_fields})
     algo_config = dataclasses.replace(algo_config, **{k: tuple(v) for k, v in dataclasses.asdict(algo_config).items()
@@ -235,7 +273,7 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
 
 
 def _offline_run(cfg, algo_config, device):
-    episodes = load_episodes(cfg.dataset, cfg.env_id)
+    episodes = load_episodes(cfg.dataset, cfg.env_id, cfg.ref_min_score, cfg.ref_max_score)
     buffer = TransitionBuffer(episodes, BufferConfig(normalize_observations=cfg.normalize_observations,
                                                      normalize_reward=cfg.normalize_reward),
                               device=device, seed=algo_config.seed)
@@ -249,6 +287,8 @@ def _offline_run(cfg, algo_config, device):
                    "reward_multiplier": buffer.reward_multiplier},
     }
     env = evaluation_env(episodes.metadata) if episodes.env_id else {}
+    if env and cfg.eval_episodes > 0:  # a dataset of another env would fail only after the whole budget
+        check_env_spaces(env, episodes.observation_dim, episodes.action_dim, f"the dataset {cfg.dataset}")
     return algo, BufferBatches(buffer, algo_config.batch_size), AlgorithmLearner(algo), metadata, env
 
 
@@ -273,7 +313,7 @@ def _online_run(cfg, algo_config, device):
     source = EnvironmentSource(online, algo, replay, env)
     limit = env.spec.max_episode_steps if env.spec is not None else None
     metadata = {"env_id": online.env_id, "env_kwargs": {}, "max_episode_steps": limit, "eval_env": None,
-                "env_module": None, "ref_min_score": None, "ref_max_score": None,
+                "env_module": None, "ref_min_score": None, "ref_max_score": None, "ref_source": None,
                 "online": {"random_steps": online.random_steps, "learning_starts": online.learning_starts,
                            "updates_per_step": online.updates_per_step, "buffer_size": online.buffer_size}}
     print(f"online: {online.env_id} (obs {obs_dim}, actions {act_dim}, time limit {limit}), "
@@ -304,14 +344,15 @@ def train_tt(argv, description: str = "") -> dict:
     TrajectoryModel (weights + discretizer + metadata + card) to OUTPUT_DIR/model."""
     config = parse_config(TTConfig, argv, description=description or __doc__,
                           default_config=_default_yaml(TT, online=False))
+    check_ranges(config, TT_MINIMUMS)
     accelerator = make_accelerator()
     seed_everything(config.seed + accelerator.process_index)
     out = Path(config.output_dir)
 
-    episodes = load_episodes(config.dataset, config.env_id)
+    episodes = load_episodes(config.dataset, config.env_id, config.ref_min_score, config.ref_max_score)
     tokenizer = TokenizerConfig(discount=config.discount, termination_penalty=config.termination_penalty,
                                 n_bins=config.n_bins, method=config.discretizer, context=config.context,
-                                max_path_length=config.max_path_length)
+                                max_path_length=config.max_path_length or time_limit(episodes))
     with accelerator.main_process_first():  # one process writes the token cache, the others read it
         windows = TokenWindows(episodes, tokenizer)
     model_config = TrajectoryTransformerConfig(
