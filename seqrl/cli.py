@@ -78,6 +78,7 @@ def data_build(args) -> int:
     from seqrl.data.builtin import BUILTIN_DATASETS, ensure_builtin
     from seqrl.data.families import FAMILY_DATASETS, available, ensure_family
 
+    configure_threads(args.threads)
     ids = [args.dataset_id]
     if args.dataset_id == "all":
         ids = sorted(BUILTIN_DATASETS) + available()
@@ -125,6 +126,7 @@ def evaluate_policy(args) -> int:
         policy = load_policy(directory, meta)
     except CheckpointError as err:
         raise CommandError(str(err)) from None
+    configure_threads(args.threads)
     env = evaluation_env(meta)
     if args.env_id:  # another environment: none of the recorded settings apply
         env = {"env_id": args.env_id, "env_kwargs": {}, "max_episode_steps": None, "env_module": None}
@@ -192,6 +194,20 @@ def add(subparsers, name: str, text: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(name, help=text, description=text)
 
 
+def configure_threads(threads):
+    from seqrl.threads import configure_threads as configure
+
+    try:
+        return configure(threads)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the CPUs this process "
+                   "may use minus the busy ones, at least 1; see seqrl/threads.py)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqrl", description="Offline RL on the Hugging Face stack.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -206,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n_steps", type=int, default=None, help="environment steps to collect (default: the recipe's; "
                    "family random/medium/expert sets: 100,000 each)")
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date copy exists")
+    add_threads(p)
     p.set_defaults(func=data_build)
     p = add(data_commands, "info", "environment, sizes, returns and lengths of a dataset")
     p.add_argument("source", metavar="ID_OR_PATH",
@@ -234,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random-policy return for the normalized score (with --ref_max_score; default: the checkpoint's)")
     p.add_argument("--ref_max_score", type=float, default=None, help="expert return for the normalized score")
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of a repo id")
+    add_threads(p)
     p.add_argument("--output", default=None, help="write the results (returns, lengths, normalized score) as JSON here")
     p.set_defaults(func=evaluate_policy)
 

@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from seqrl.algos import (AWAC, BC, CQL, IQL, SAC, AWACConfig, BCConfig, CQLConfig, IQLConfig, SACConfig,
                          config_from_dict, soft_update)
@@ -510,11 +509,6 @@ def test_act_rescales_and_normalises(monkeypatch):
     a = algo.act(np.array([3.0, 1.0, 0.0]))
     close(seen["obs"], [[(3.0 - 1.0) / 2.0, 1.0, (0.0 + 1.0) / 0.5]])
     close(a, [-2.0, 0.75])
-
-
-def test_mse_matches_torch_functional():
-    a, b = torch.randn(4, 2), torch.randn(4, 2)
-    close((a - b).pow(2).mean(), F.mse_loss(a, b))
 
 
 @pytest.mark.parametrize("name", ["iql", "awac", "cql"])

@@ -199,3 +199,24 @@ def test_tt_max_path_length_is_the_envs_time_limit_for_a_file_without_one(tmp_pa
     assert ds.metadata.get("max_episode_steps") is None
     ds.metadata["env_id"] = "Hopper-v5"
     assert time_limit(ds) == 1000  # not the longest episode (30)
+
+
+def test_threads_default_leaves_busy_cpus_alone(monkeypatch):
+    import torch
+
+    from seqrl import threads
+
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.7, 2.5, 2.0))  # both cores busy elsewhere
+    assert threads.default_threads() == 1
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+    assert threads.default_threads() == 2
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert threads.default_threads() == 1  # shared out among the processes of a launch
+    before = torch.get_num_threads()
+    try:
+        assert threads.configure_threads(1) == 1 and torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="at least 1"):
+            threads.configure_threads(0)
+    finally:
+        torch.set_num_threads(before)

@@ -29,6 +29,7 @@ class TTConfig:
     """Trajectory Transformer training; defaults are the official D4RL locomotion values."""
 
     dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "dataset: built-in, local or remote Minari id (remote ones are downloaded, e.g. mujoco/hopper/medium-v0), saved EpisodeDataset dir, D4RL .hdf5/.npz file, or Hub dataset repo id"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones, at least 1; see seqrl/threads.py)"})
     env_id: str = field(default="", metadata={"help": "gymnasium env the planner runs in (default: the one the dataset records)"})
     ref_min_score: float | None = field(default=None, metadata={"help": "reference return of a random policy for normalized scores (with --ref_max_score; default: the dataset's own, none if it has none)"})
     ref_max_score: float | None = field(default=None, metadata={"help": "reference return of an expert policy for normalized scores (with --ref_min_score)"})

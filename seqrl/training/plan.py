@@ -31,6 +31,7 @@ from seqrl.hub import CheckpointError, from_pretrained
 from seqrl.planning.beam import BeamPlanner
 from seqrl.planning.config import PlannerConfig
 from seqrl.resources import default_config
+from seqrl.threads import configure_threads
 
 DEFAULT_CHECKPOINT = "outputs/tt/invertedpendulum-medium/model"  # train_tt.py's default output_dir + /model
 DEFAULT_CONFIG = "plan/invertedpendulum-medium.yaml"  # shipped with the package (seqrl.resources)
@@ -51,7 +52,7 @@ class RunConfig:
     device: str = field(default="auto", metadata={"help": "torch device for the model: auto (cuda if available), cpu, cuda, cuda:1, ..."})
     output: str | None = field(default=None, metadata={"help": "results JSON; default CHECKPOINT/../eval/plan_results.json"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's); planning runs many small ops, often fastest with 1 on a busy machine"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones, at least 1; see seqrl/threads.py)"})
 
 
 def _choices(tp) -> tuple:
@@ -112,8 +113,7 @@ def split_config(config, planner_config_cls):
 def resolve_device(device: str, threads: int | None) -> str:
     import torch
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    print(f"torch threads: {configure_threads(threads)}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device

@@ -33,14 +33,15 @@ from seqrl.hub import CheckpointError, TrajectoryModel, evaluation_line, save_pr
 from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
 from seqrl.plotting import plot_runs
 from seqrl.resources import ResourceError, default_config, has_resource
+from seqrl.threads import configure_threads
 from seqrl.training.loop import LoopConfig, ResumeError, seed_everything, train
 
 TT = "tt"
 # what a user's input can get wrong: reported as one line (exit status 1), never a traceback
 USER_ERRORS = (DataError, CheckpointError, EvaluationError, ResumeError, ResourceError, ConfigError)
-VALUE_MINIMUMS = {"max_steps": 1, "batch_size": 1, "log_every": 1, "save_every": 0, "eval_every": 0, "eval_episodes": 0,
+VALUE_MINIMUMS = {"threads": 1, "max_steps": 1, "batch_size": 1, "log_every": 1, "save_every": 0, "eval_every": 0, "eval_episodes": 0,
                   "buffer_size": 1, "updates_per_step": 1, "random_steps": 0, "learning_starts": 0, "discount": 0}
-TT_MINIMUMS = {"max_steps": 1, "batch_size": 1, "log_every": 1, "save_every": 0, "n_bins": 2, "context": 1,
+TT_MINIMUMS = {"threads": 1, "max_steps": 1, "batch_size": 1, "log_every": 1, "save_every": 0, "n_bins": 2, "context": 1,
                "n_layer": 1, "n_head": 1, "n_embd": 1, "discount": 0}
 
 
@@ -126,6 +127,7 @@ class RunConfig:
     buffer_size: int = field(default=1_000_000, metadata={"help": "online: replay buffer capacity (FIFO)"})
     snapshot_evals: bool = field(default=False, metadata={"help": "save the policy at every evaluation as OUTPUT_DIR/snapshots/step_N (a loadable checkpoint each)"})
     output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the final policy go (default outputs/<algo>/<dataset>)"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones, at least 1; see seqrl/threads.py)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
     normalize_observations: bool = field(default=True, metadata={"help": "per-dimension mean/std of observations (CORL)"})
     normalize_reward: bool = field(default=False, metadata={"help": "IQL-style r * 1000 / (max_return - min_return)"})
@@ -229,6 +231,7 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
     cfg = parse_config(config_cls, argv, description=description or __doc__,
                        default_config=_default_yaml(algorithm, "--online" in argv))
     check_ranges(cfg, VALUE_MINIMUMS)
+    print(f"torch threads: {configure_threads(cfg.threads)}")
     algo_fields = {f.name for f in dataclasses.fields(algo_cls) if f.init}
     algo_config = algo_cls(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in algo_fields})
     algo_config = dataclasses.replace(algo_config, **{k: tuple(v) for k, v in dataclasses.asdict(algo_config).items()
@@ -345,6 +348,7 @@ def train_tt(argv, description: str = "") -> dict:
     config = parse_config(TTConfig, argv, description=description or __doc__,
                           default_config=_default_yaml(TT, online=False))
     check_ranges(config, TT_MINIMUMS)
+    threads = configure_threads(config.threads)
     accelerator = make_accelerator()
     seed_everything(config.seed + accelerator.process_index)
     out = Path(config.output_dir)
@@ -370,6 +374,7 @@ def train_tt(argv, description: str = "") -> dict:
         steps = min(steps, config.max_steps)
     if accelerator.is_main_process:
         print(f"data: {episodes.summary()}")
+        print(f"torch threads per process: {threads}")
         print(f"{len(windows):,} windows of {config.context} transitions; {model.num_parameters():,} parameters; "
               f"{steps:,} updates of batch {config.batch_size} on {accelerator.num_processes} process(es)")
 
