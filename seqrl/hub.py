@@ -14,6 +14,7 @@ I/O: everything that reads or writes a checkpoint is here.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +107,27 @@ def save_training_metrics(directory, history: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------- save
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_pretrained(policy, directory, *, card_context: dict | None = None, repo_id: str | None = None) -> Path:
     """Write `policy` (a value-based algorithm or a TrajectoryModel) as a checkpoint directory:
-    weights (safetensors), seqrl.json and a rendered model card. `seqrl.from_pretrained` loads it."""
+    weights (safetensors), seqrl.json and a rendered model card. `seqrl.from_pretrained` loads it.
+    Every file gets the same permissions (safetensors writes its files 0600)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    _save(policy, directory, card_context, repo_id)
+    mode = _file_mode()
+    for f in directory.iterdir():
+        if f.is_file():
+            f.chmod(mode)
+    return directory
+
+
+def _save(policy, directory: Path, card_context, repo_id) -> Path:
     if isinstance(policy, TrajectoryModel):
         return _save_trajectory_model(policy, directory, card_context, repo_id)
     if not isinstance(policy, OfflineAlgorithm):

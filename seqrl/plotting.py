@@ -12,10 +12,33 @@ from pathlib import Path
 from typing import Any
 
 MAX_LOSS_PANELS = 6
+# what a curve means where its shape misleads (keyed by algorithm and metric): shown under the title
+NOTES = {
+    ("iql", "value_loss"): "expectile loss of rewards x 1000 / return range: grows as V learns larger values",
+    ("iql", "critic_loss"): "TD loss on scaled rewards: its size follows the scale, not divergence",
+    ("cql", "cql_loss"): "alpha x (logsumexp Q(s, .) - Q(s, a_data)): falls as OOD actions are pushed down",
+    ("cql", "critic_loss"): "TD loss + conservative penalty",
+    ("bc", "actor_loss"): "MSE to the data's actions (NLL for a Gaussian actor)",
+    ("awac", "actor_loss"): "advantage-weighted negative log-likelihood",
+    ("iql", "actor_loss"): "exp(beta x advantage)-weighted negative log-likelihood",
+    ("sac", "actor_loss"): "alpha log pi - Q",
+}
 
 
 class PlotError(ValueError):
     """A run directory that cannot be plotted (one line)."""
+
+
+def run_labels(run_dirs) -> list[str]:
+    """The shortest trailing part of each path that tells the runs apart (`iql/hopper` and
+    `cql/hopper`, not `hopper` twice); a `model` folder stands for its run."""
+    parts = [[p for p in Path(d).resolve().parts if p != "/"] for d in run_dirs]
+    parts = [p[:-1] if p and p[-1] == "model" else p for p in parts]
+    for k in range(1, max(map(len, parts), default=1) + 1):
+        labels = ["/".join(p[-k:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{label} ({i})" for i, label in enumerate(labels)]
 
 
 def load_run(run_dir) -> dict[str, Any]:
@@ -41,33 +64,56 @@ def loss_metrics(runs: list[dict]) -> list[str]:
     return sorted(names, key=lambda k: k != "loss")[:MAX_LOSS_PANELS]
 
 
+def algorithm(run: dict) -> str:
+    return run["metadata"].get("algorithm") or "?"
+
+
+def panels(runs: list[dict], metrics: list[str]) -> list[tuple[str | None, str]]:
+    """(algorithm, metric) per panel: one panel per metric when every run is the same algorithm, one
+    per algorithm and metric otherwise (IQL's critic_loss and CQL's measure different things)."""
+    algos = sorted({algorithm(r) for r in runs})
+    if len(algos) == 1:
+        return [(None, m) for m in metrics]
+    return [(a, m) for m in metrics for a in algos
+            if any(algorithm(r) == a and any(m in h for h in r["history"]) for r in runs)][:MAX_LOSS_PANELS]
+
+
 def make_figure(runs: list[dict], metrics: list[str] | None = None):
     # a bare Figure, not pyplot: no display, and no change to the backend of a notebook calling this
     from matplotlib.figure import Figure
 
     metrics = metrics or loss_metrics(runs)
+    curves = panels(runs, metrics)
     with_eval = any(run["evaluations"] for run in runs)
-    panels = len(metrics) + int(with_eval)
-    if panels == 0:
+    n_panels = len(curves) + int(with_eval)
+    if n_panels == 0:
         raise PlotError("nothing to plot: no loss metrics and no evaluations in these runs")
-    cols = min(panels, 3)
-    rows = -(-panels // cols)
-    fig = Figure(figsize=(5 * cols, 3.6 * rows))
+    cols = min(n_panels, 3)
+    rows = -(-n_panels // cols)
+    fig = Figure(figsize=(5 * cols, 3.8 * rows))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, metric in zip(axes, metrics):
+    for ax, (algo, metric) in zip(axes, curves):
         for run in runs:
+            if algo is not None and algorithm(run) != algo:
+                continue
             points = [(h["step"], h[metric]) for h in run["history"] if metric in h]
             if points:  # markers while the points are few enough to see (a single point needs one)
                 ax.plot(*zip(*points), label=run["name"], marker="o" if len(points) <= 40 else None, markersize=3)
-        ax.set(title=metric, xlabel="update")
+        note = NOTES.get((algo or algorithm(runs[0]), metric))
+        ax.set(title=f"{algo.upper()} {metric}" if algo else metric, xlabel="update")
+        if note:
+            ax.text(0.5, 1.0, note, transform=ax.transAxes, ha="center", va="bottom", fontsize="x-small",
+                    color="dimgray", wrap=True)
+            ax.set_title(ax.get_title(), pad=14)
+        if len(runs) > 1:
+            ax.legend(fontsize="small")
     if with_eval:
-        _plot_evaluations(axes[len(metrics)], runs)
-    for ax in axes[panels:]:
+        _plot_evaluations(axes[len(curves)], runs)
+        axes[len(curves)].legend(fontsize="small")
+    for ax in axes[n_panels:]:
         ax.set_visible(False)
-    for ax in axes[:panels]:
+    for ax in axes[:n_panels]:
         ax.grid(alpha=0.3)
-    if len(runs) > 1 or with_eval:
-        axes[len(metrics) if with_eval else 0].legend(fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -103,7 +149,10 @@ def _plot_evaluations(ax, runs: list[dict]) -> None:
 
 def plot_runs(run_dirs, out, metrics: list[str] | None = None) -> Path:
     """Write the figure of these runs to `out` (PNG, or any format matplotlib knows by suffix)."""
-    fig = make_figure([load_run(d) for d in run_dirs], metrics)
+    runs = [load_run(d) for d in run_dirs]
+    for run, label in zip(runs, run_labels(run_dirs)):
+        run["name"] = label
+    fig = make_figure(runs, metrics)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -160,7 +160,11 @@ def test_plot_draws_losses_evaluations_and_the_data_line(tmp_path, capsys):
     assert (tmp_path / "both.png").stat().st_size > 10_000
     fig = make_figure([load_run(r) for r in runs])
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
-    assert titles[0] == "actor_loss" and "value_loss" in titles and titles[-1] == "evaluation return"
+    # two algorithms: their losses are different quantities, so each gets its own panel
+    assert titles[:2] == ["BC actor_loss", "IQL actor_loss"] and "IQL value_loss" in titles
+    assert titles[-1] == "evaluation return"
+    value_ax = next(ax for ax in fig.axes if ax.get_title() == "IQL value_loss")
+    assert any("grows as V learns" in t.get_text() for t in value_ax.texts)  # why the curve rises
     eval_ax = next(ax for ax in fig.axes if ax.get_title() == "evaluation return")
     iql_evals = json.loads((runs[1] / "eval_history.json").read_text())
     iql_line = next(line for line in eval_ax.get_lines() if line.get_label() == "iql")
@@ -169,6 +173,11 @@ def test_plot_draws_losses_evaluations_and_the_data_line(tmp_path, capsys):
     assert data_line.get_ydata()[0] == data.summary().as_dict()["return_mean"]
     assert [child.get_ylabel() for child in eval_ax.child_axes] == ["normalized score"]
 
+    from seqrl.plotting import run_labels
+
+    # runs in folders with the same name are told apart by the shortest distinct path
+    assert run_labels(["outputs/iql/hopper-medium", "outputs/cql/hopper-medium/model"]) == ["iql/hopper-medium",
+                                                                                           "cql/hopper-medium"]
     capsys.readouterr()
     assert main(["plot", str(tmp_path / "data")]) == 1
     assert "no train_history.json" in capsys.readouterr().err

@@ -244,3 +244,14 @@ def test_hub_dataset_with_episode_rows_and_a_config(hub_server, hub_repo_id, fre
     assert data.metadata["source"] == f"hf:{hub_repo_id}:hopper-medium-v2"
     with pytest.raises(DataError, match="cannot read Hub dataset"):
         load_dataset(f"{hub_repo_id}:walker2d-medium-v2")
+
+
+def test_every_checkpoint_file_gets_the_same_permissions(trajectory_model, tmp_path):
+    """safetensors writes 0600; a checkpoint's files all get the umask's usual mode."""
+    import os
+
+    path = seqrl.save_pretrained(trajectory_model[0], tmp_path / "again")
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in path.iterdir() if f.is_file()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
