@@ -524,3 +524,22 @@ def test_dropout_without_the_kernel_takes_the_torch_path(monkeypatch, tmp_path, 
     finally:
         monkeypatch.undo()
         dropout.dropout_kernel.cache_clear()
+
+
+def test_decode_step_equals_forward_chunk_then_token_by_token():
+    """The planner's cached decoding step: a chunk, then single tokens at explicit positions over the
+    preallocated buffers, gives forward's logits at every last position (eval mode)."""
+    torch.manual_seed(0)
+    cfg = TrajectoryTransformerConfig(observation_dim=3, action_dim=2, vocab_size=10, block_size=20, n_layer=2,
+                                      n_head=2, n_embd=16)
+    model = TrajectoryTransformerModel(cfg).eval()
+    with torch.no_grad():
+        model.pos_emb.normal_()
+    tokens = torch.randint(0, 11, (4, 14))  # stop tokens (10) included
+    cache = model.new_decode_cache(rows=4, window=20)
+    got = [model.decode_step(cache, tokens[:, :9], 0)]
+    got += [model.decode_step(cache, tokens[:, t:t + 1], t) for t in range(9, 14)]
+    with torch.no_grad():
+        want = model(tokens).logits
+    for i, t in enumerate(range(8, 14)):
+        torch.testing.assert_close(got[i], want[:, t], rtol=1e-5, atol=1e-5)

@@ -173,6 +173,15 @@ class _TrainingAttention(torch.autograd.Function):
         return grad_q.view(B, H, T, hd), grad_k.view(B, H, S, hd), grad_v.view(B, H, S, hd), None, None
 
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Boolean-masked softmax attention (SDPA). One query per row, the common case while decoding, is
+    two batched matrix-vector products: about 2x faster than SDPA's CPU kernel."""
+    if q.shape[2] > 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: TrajectoryTransformerConfig):
         super().__init__()
@@ -202,6 +211,20 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_drop(self.proj(y)), (k, v)
 
+    def decode(self, h: torch.Tensor, cache: KV, start: int, mask: torch.Tensor, last_only: bool) -> torch.Tensor:
+        """Inference on h [R, T, C] at window positions start..start+T-1: write its keys and values into
+        the preallocated cache buffers [R, n_head, window, head_dim] in place, attend over the whole
+        buffer (mask [T, window] boolean hides what is not yet written); `last_only`: the last query only."""
+        R, T, C = h.shape
+        split = lambda t: t.view(R, -1, self.n_head, C // self.n_head).transpose(1, 2)  # noqa: E731
+        k, v = cache
+        k[:, :, start:start + T] = split(self.key(h))
+        v[:, :, start:start + T] = split(self.value(h))
+        if last_only:
+            h, mask = h[:, -1:], mask[-1:]
+        y = _attend(split(self.query(h)), k, v, mask)
+        return self.proj(y.transpose(1, 2).reshape(R, h.shape[1], C))
+
 
 class Block(nn.Module):
     def __init__(self, config: TrajectoryTransformerConfig):
@@ -222,6 +245,11 @@ class Block(nn.Module):
         x = x + a
         x = x + self.mlp(self.ln2(x))
         return x, present
+
+    def decode(self, x: torch.Tensor, cache: KV, start: int, mask: torch.Tensor, last_only: bool) -> torch.Tensor:
+        a = self.attn.decode(self.ln1(x), cache, start, mask, last_only)
+        x = (x[:, -1:] if last_only else x) + a
+        return x + self.mlp(self.ln2(x))
 
 
 class PerDimensionHead(nn.Module):
@@ -372,6 +400,44 @@ class TrajectoryTransformerModel(PreTrainedModel):
             losses_by_type=losses_by_type,
         )
         return output if return_dict else output.to_tuple()
+
+    # ---------------------------------------------------------------- cached decoding (the planner)
+    def new_decode_cache(self, rows: int, window: int) -> list[KV]:
+        """Preallocated key/value buffers [rows, n_head, window, head_dim] per layer for `decode_step`."""
+        cfg = self.config
+        shape = (rows, cfg.n_head, window, cfg.n_embd // cfg.n_head)
+        like = self.pos_emb
+        # zeros, not empty: unwritten positions are masked out but must not hold NaN/inf (0 * NaN = NaN)
+        return [(like.new_zeros(shape), like.new_zeros(shape)) for _ in self.blocks]
+
+    @torch.no_grad()
+    def decode_step(self, cache: list[KV], tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """The forward pass for planning: tokens [R, T] at explicit window positions start..start+T-1,
+        on top of cache positions [0, start), their keys and values written into `cache` in place
+        (`new_decode_cache`); returns the logits [R, N+1] of the last position. The same math as
+        `forward` in eval mode; unlike its functional cache, nothing is copied per token, and when
+        T > 1 the last block runs only the last query (the others need just their keys and values)."""
+        N, D = self.config.vocab_size, self.config.transition_dim
+        window = cache[0][0].shape[2]
+        dims, allowed = self._decode_layout(window, tokens.device)
+        R, T = tokens.shape
+        end = start + T
+        tok = torch.where(tokens == N, N * D, tokens + dims[start:end] * N)
+        x = self.tok_emb(tok) + self.pos_emb[:, start:end]
+        mask = allowed[start:end]
+        for i, block in enumerate(self.blocks):
+            x = block.decode(x, cache[i], start, mask, last_only=i == len(self.blocks) - 1 and T > 1)
+        return self.head(self.ln_f(x), end - 1)[:, -1]
+
+    def _decode_layout(self, window: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dims [window], allowed [window, window] boolean): causal, and no token attends to a value token."""
+        key = ("decode", window, str(device))
+        cache = self.__dict__.setdefault("_position_cache", {})
+        if key not in cache:
+            pos = torch.arange(window, device=device)
+            dims = pos % self.config.transition_dim
+            cache[key] = dims, (pos[None, :] <= pos[:, None]) & (dims != self.config.transition_dim - 1)[None, :]
+        return cache[key]
 
     def _positions(self, T: int, start: int, P: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """Per-call index tensors, cached by (T, start, P, device): token dimension [T], vocabulary offset [T]

@@ -4,9 +4,10 @@ Same plans as `seqrl.planning.reference.reference_plan` (the official `beam_plan
   - an exact KV cache. The model has learned absolute positions and the official planner re-crops the
     window (by whole transitions) before every call, so a cache stays valid only while the window start
     does not move: then one new token per beam goes through the model at its window position; when the
-    crop moves the start (once per planned transition) the window is re-encoded. `_Decoder` runs the
-    model's own modules over preallocated KV buffers (the model's functional cache would copy the whole
-    cache for every token); the tests check its plans against the reference, which calls model.forward.
+    crop moves the start (once per planned transition) the window is re-encoded. The planner calls the
+    model's cached decoding step (`decode_step`: preallocated KV buffers, explicit positions; the
+    functional cache of `forward` would copy the whole cache for every token); the tests check its
+    plans against the reference, which calls model.forward.
   - the part of a window that is still the shared prefix (context + current observation) is encoded
     with one row per environment and copied to its beams.
   - everything on the model's device: filtering, sampling, scoring and pruning are tensor ops with no
@@ -35,7 +36,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seqrl.planning.config import PlannerConfig
 from seqrl.planning.reference import (
@@ -63,69 +63,23 @@ class _Beams:
         return self.beam.shape[0]
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked softmax attention (as the model's SDPA call). One query per row, the common case while
-    decoding, is two batched matrix-vector products: about 2x faster than SDPA's CPU kernel."""
-    if q.shape[2] > 1:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
-
-
 class _Decoder:
-    """`TrajectoryTransformerModel.forward` for planning: the same modules and the same math (per-dimension
-    vocabulary offset and head, absolute positions, causal mask without value columns), with two changes
-    that keep it exact and make it cheaper:
-      - the KV cache is a list of preallocated buffers [rows, n_head, window, head_dim] per layer, written
-        in place; the model's functional cache copies the whole cache (torch.cat) for every new token.
-      - when a chunk of T > 1 tokens goes through, the last block only runs the last query: the other
-        tokens need just their keys and values there (~20% fewer FLOPs per re-encoded window).
-    Weights are read from the model at every call, so the decoder never holds stale copies."""
+    """The model's cached decoding step (`TrajectoryTransformerModel.decode_step` over buffers from
+    `new_decode_cache`), counting the token positions it feeds (benchmarks/tt_plan.py's FLOP count)."""
 
-    def __init__(self, model, window: int, device):
-        cfg = model.config
+    def __init__(self, model, window: int):
         self.model, self.window = model, window
-        self.N, self.D, self.n_head = cfg.vocab_size, cfg.transition_dim, cfg.n_head
-        pos = torch.arange(window, device=device)
-        self.dims = pos % self.D
-        # attention mask by window position: causal, and no token attends to a value token (official)
-        self.mask = (pos[None, :] <= pos[:, None]) & (self.dims != self.D - 1)[None, :]
-        self.token_positions = 0    # rows x tokens fed so far (benchmark bookkeeping, no sync)
+        self.token_positions = 0    # rows x tokens fed so far (bookkeeping, no sync)
         self.trimmed_positions = 0  # of which the last block ran only keys/values
 
-    def new_cache(self, rows: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        m = self.model
-        shape = (rows, self.n_head, self.window, m.config.n_embd // self.n_head)
-        dtype, device = m.pos_emb.dtype, m.pos_emb.device
-        # zeros, not empty: unwritten positions are masked out but must not hold NaN/inf (0 * NaN = NaN)
-        return [(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
-                for _ in m.blocks]
+    def new_cache(self, rows: int) -> list:
+        return self.model.new_decode_cache(rows, self.window)
 
     def __call__(self, cache, tokens: torch.Tensor, start: int) -> torch.Tensor:
-        """Run tokens [R, T] at window positions start..start+T-1 on top of cache positions [0, start);
-        write their keys/values into the cache; return the logits [R, N+1] of the last position."""
-        m, N, D = self.model, self.N, self.D
         R, T = tokens.shape
-        end = start + T
         self.token_positions += R * T
         self.trimmed_positions += R * (T - 1)
-        tok = torch.where(tokens == N, N * D, tokens + self.dims[start:end] * N)
-        x = m.tok_emb(tok) + m.pos_emb[:, start:end]
-        # attend over the whole buffer: the causal mask hides positions >= end, and contiguous keys and
-        # values are several times faster than a [:end] slice on CPU
-        mask = self.mask[start:end]
-        split = lambda t: t.view(R, -1, self.n_head, t.shape[-1] // self.n_head).transpose(1, 2)  # noqa: E731
-        for i, block in enumerate(m.blocks):
-            attn, h = block.attn, block.ln1(x)
-            k, v = cache[i]
-            k[:, :, start:end] = split(attn.key(h))
-            v[:, :, start:end] = split(attn.value(h))
-            if i == len(m.blocks) - 1 and x.shape[1] > 1:
-                x, h, mask = x[:, -1:], h[:, -1:], mask[-1:]  # only the last query matters from here
-            y = _attend(split(attn.query(h)), k, v, mask)
-            x = x + attn.proj(y.transpose(1, 2).reshape(R, x.shape[1], -1))
-            x = x + block.mlp(block.ln2(x))
-        return m.head(m.ln_f(x), end - 1)[:, -1]
+        return self.model.decode_step(cache, tokens, start)
 
 
 class BeamPlanner:
@@ -147,7 +101,7 @@ class BeamPlanner:
         mc = self.model.config
         self.obs_dim, self.act_dim, self.D, self.N = mc.observation_dim, mc.action_dim, mc.transition_dim, mc.vocab_size
         self.block = window_limit(mc.block_size, self.D, self.config.max_context_transitions)
-        self.decoder = _Decoder(self.model, self.block, self.device)
+        self.decoder = _Decoder(self.model, self.block)
         self.capacity = context_capacity(mc.block_size, self.D, self.config.max_context_transitions)
         self.dtype = next(self.model.parameters()).dtype
         self.seed = seed
