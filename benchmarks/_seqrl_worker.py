@@ -60,8 +60,6 @@ def main() -> None:
     buffer = TransitionBuffer(episodes, BufferConfig(), seed=args.seed)
     config, algo = build(args.algo, args.seed)
     algo.train()
-    if args.compile:
-        algo.compile_losses()  # compiled on the first warm-up update, outside the timing
     batch_size = config.batch_size
 
     setup_s = time.perf_counter() - t0  # imports, dataset and model building
@@ -69,7 +67,7 @@ def main() -> None:
                           args.updates)
     result |= {
         "setup_s": setup_s,
-        "impl": "seqrl", "algo": args.algo, "compile": args.compile, "threads": torch.get_num_threads(),
+        "impl": "seqrl", "algo": args.algo, "threads": torch.get_num_threads(),
         "batch_size": batch_size, "transitions": len(buffer), "params": count_params(algo),
         "config": config.to_dict(),
         "versions": {"seqrl": getattr(seqrl, "__version__", "dev"), "torch": torch.__version__,

@@ -78,7 +78,7 @@ def main() -> None:
     import torch  # noqa: F401
 
     from seqrl.data import EpisodeDataset, TokenizerConfig, TokenWindows, TransitionBuffer
-    from seqrl.data.memory import release_free_memory
+    from seqrl.cpu.memory import release_free_memory
 
     # The whole pipeline once on a tiny dataset: modules imported lazily and first-call set-up
     # (about 100 MB of code and library state) belong to the baseline, not to the data.

@@ -20,7 +20,7 @@ training step, within 1e-4.
     python benchmarks/tt_train.py --threads 0     # torch's default thread count (all cores) in both workers
     python benchmarks/tt_train.py --malloc default  # glibc's default heap thresholds on both sides
 
-Heap: seqrl's training loop keeps freed blocks in the heap between steps (seqrl/data/memory.py). The
+Heap: seqrl's training loop keeps freed blocks in the heap between steps (seqrl/cpu/memory.py). The
 worker times the step outside that loop, so by default both sides get the same settings as environment
 variables: the ratio is like for like, not a gain from the allocator.
 
@@ -171,13 +171,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: batch 4, 1 repeat of 1 step; writes no JSON")
     ap.add_argument("--malloc", choices=["reuse", "default"], default="reuse",
                     help="glibc heap settings of both workers: 'reuse' (default) gives both sides the thresholds "
-                    "seqrl's training loop sets (seqrl/data/memory.py), as environment variables; 'default' "
+                    "seqrl's training loop sets (seqrl/cpu/memory.py), as environment variables; 'default' "
                     "leaves glibc's adaptive ones on both sides")
     ap.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV, help="the peer's venv (created if missing)")
     ap.add_argument("--out", type=Path, default=None, help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT)})")
     args = ap.parse_args()
     if args.malloc == "reuse":
-        from seqrl.data.memory import reuse_freed_memory_env
+        from seqrl.cpu.memory import reuse_freed_memory_env
 
         MALLOC_ENV.update(reuse_freed_memory_env())
     if args.quick:

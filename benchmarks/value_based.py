@@ -13,7 +13,7 @@ Settings, identical on both sides (see SPECS):
           (learned SAC temperature, fixed conservative weight 10: d3rlpy's reproduction setting)
     AWAC  4x256 actor and twin critics, batch 1024, lambda 1, actor weight decay 1e-4, one policy
           sample for the advantage (AWAC paper / d3rlpy reproduction; seqrl `AWACConfig.paper()`)
-Heap: seqrl's training loop keeps freed blocks in the heap between updates (seqrl/data/memory.py);
+Heap: seqrl's training loop keeps freed blocks in the heap between updates (seqrl/cpu/memory.py);
 by default every worker of both libraries gets the same glibc thresholds as environment variables
 (`--malloc default` keeps glibc's own on both). No observation or reward scaling on either side. d3rlpy runs eagerly (`compile_graph=False`, its
 default; its compiled mode targets CUDA).
@@ -130,7 +130,6 @@ def worker_args(description: str) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, required=True)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true", help="seqrl only: torch.compile the losses")
     return p.parse_args()
 
 
@@ -199,7 +198,7 @@ def ensure_d3rlpy_venv(venv: Path = D3RLPY_VENV) -> Path:
 # ---------------------------------------------------------------------------- driver
 
 def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, warmup: int,
-               threads: int, seed: int, malloc_env: dict[str, str], compile: bool = False
+               threads: int, seed: int, malloc_env: dict[str, str]
                ) -> dict[str, Any]:
     script = HERE / f"_{impl}_worker.py"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
@@ -210,8 +209,6 @@ def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, war
         env.pop("PYTHONPATH", None)
     cmd = [str(python), str(script), "--algo", algo, "--data", str(data), "--updates",
            str(updates), "--warmup", str(warmup), "--threads", str(threads), "--seed", str(seed)]
-    if compile and impl == "seqrl":
-        cmd.append("--compile")
     with tempfile.TemporaryDirectory() as cwd:  # d3rlpy may write logs into the working dir
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -301,17 +298,14 @@ def main() -> None:
                    help="JSON output (default benchmarks/results/value_based.json)")
     p.add_argument("--malloc", choices=["reuse", "default"], default="reuse",
                    help="glibc heap settings of every worker: 'reuse' (default) gives both libraries the "
-                   "thresholds seqrl's training loop sets (seqrl/data/memory.py), as environment "
+                   "thresholds seqrl's training loop sets (seqrl/cpu/memory.py), as environment "
                    "variables, so the ratio is like for like; 'default' keeps glibc's adaptive ones")
-    p.add_argument("--seqrl-compile", action="store_true",
-                   help="seqrl runs with its --compile option (torch.compile of the losses; the "
-                   "compiling happens in the untimed warm-up); d3rlpy stays as it is")
     p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV), help="the peer's venv "
                    "(created if missing)")
     args = p.parse_args()
     malloc_env: dict[str, str] = {}
     if args.malloc == "reuse":
-        from seqrl.data.memory import reuse_freed_memory_env
+        from seqrl.cpu.memory import reuse_freed_memory_env
 
         malloc_env = reuse_freed_memory_env()
 
@@ -344,8 +338,7 @@ def main() -> None:
             for algo in algos:
                 for impl in order:
                     r = run_worker(impl, pythons[impl], algo, data_path, updates[algo],
-                                   warmup[algo], args.threads, args.seed + rep, malloc_env,
-                                   args.seqrl_compile)
+                                   warmup[algo], args.threads, args.seed + rep, malloc_env)
                     runs[algo][impl].append(r)
                     print(f"[{rep + 1}/{repeats}] {algo:4s} {impl:6s} "
                           f"{r['updates_per_s']:8.1f} upd/s  {r['cpu_updates_per_s']:8.1f} "
@@ -362,7 +355,7 @@ def main() -> None:
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "versions": {impl: first[impl]["versions"] for impl in first},
         "settings": {"threads": args.threads, "malloc": {"mode": args.malloc, "env": malloc_env},
-                     "seqrl_compile": args.seqrl_compile,
+
                      "repeats": repeats, "updates": updates,
                      "warmup": warmup, "seed": args.seed, "quick": args.quick,
                      "order": "per repeat and algorithm: seqrl then d3rlpy on even repeats, "

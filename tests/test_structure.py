@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seqrl"
 
 # a module may import its own layer or lower ones (by the longest matching prefix)
 LAYERS = {
-    "seqrl.version": 0, "seqrl.resources": 0, "seqrl.config": 0, "seqrl.threads": 0, "seqrl.data": 0,
+    "seqrl.version": 0, "seqrl.resources": 0, "seqrl.config": 0, "seqrl.threads": 0, "seqrl.cpu": 0, "seqrl.data": 0,
     "seqrl.models": 1,
     "seqrl.algos": 2, "seqrl.planning": 2, "seqrl.evaluation": 2, "seqrl.plotting": 2,
     "seqrl.hub": 3, "seqrl.training": 3,

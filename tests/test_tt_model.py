@@ -360,28 +360,29 @@ def test_training_attention_matches_autograd(monkeypatch, p, dtype):
     """The CPU training attention (blocked causal, hand-written backward, dropout folded into the
     softmax backward) equals autograd through softmax(q k^T / sqrt(hd) + mask) * keep / (1 - p) @ v,
     outputs and gradients, with the keep masks it drew recorded and replayed into the reference."""
-    from seqrl.models import trajectory_transformer as tt
+    from seqrl.cpu import attention
+    from seqrl.cpu.attention import TrainingAttention
 
     model = make_model()
     T = 100  # three query blocks of _ATTENTION_ROWS = 40: the skipped upper blocks are exercised
-    assert T > 2 * tt._ATTENTION_ROWS
+    assert T > 2 * attention._ATTENTION_ROWS
     mask = model._positions(T, 0, 0, torch.device("cpu"))[2].to(dtype)
     drawn = []
 
-    real_drop_entries = tt.drop_entries
+    real_drop_entries = attention.drop_entries
 
     def recording_drop_entries(probs, p_):
         dropped = real_drop_entries(probs, p_)
         drawn.append((dropped != 0).to(torch.float64))  # allowed probabilities are > 0: zero means dropped
         return dropped
 
-    monkeypatch.setattr(tt, "drop_entries", recording_drop_entries)
+    monkeypatch.setattr(attention, "drop_entries", recording_drop_entries)
     g = torch.Generator().manual_seed(3)
     B, H, hd = 2, 3, 8
     q, k, v = (torch.randn(B, H, T, hd, generator=g, dtype=dtype, requires_grad=True) for _ in range(3))
     grad_out = torch.randn(B, H, T, hd, generator=g, dtype=dtype)
 
-    y = tt._TrainingAttention.apply(q, k, v, mask, p)
+    y = TrainingAttention.apply(q, k, v, mask, p)
     fast_grads = torch.autograd.grad(y, (q, k, v), grad_out)
 
     # the blocks' keep masks, zero-padded to [B*H, T, T] (the padding lies where the mask is -inf)
@@ -419,7 +420,7 @@ def _splitmix64_keep(seed: int, n: int, p: float) -> torch.Tensor:
 
 
 def _kernel_or_skip():
-    from seqrl.models import dropout
+    from seqrl.cpu import dropout
 
     if dropout.dropout_kernel() is None:
         pytest.skip("no C compiler here: the CPU dropout kernel is not built")
@@ -427,7 +428,7 @@ def _kernel_or_skip():
 
 
 def _torch_path_mask(shape, p):
-    from seqrl.models import dropout
+    from seqrl.cpu import dropout
 
     return dropout.keep_mask(shape, p, torch.device("cpu"), torch.float32)
 
@@ -443,7 +444,7 @@ def test_keep_mask_drop_rate_and_dropout_scaling(p, draw_mask):
     """Both CPU dropout masks (torch path and C kernel) drop p of the entries (on a 2**-16 grid),
     independently of position, are reproducible under torch.manual_seed, and Dropout rescales the kept
     entries by 1 / (1 - p)."""
-    from seqrl.models import dropout as tt
+    from seqrl.cpu import dropout as tt
 
     torch.manual_seed(0)
     keep = draw_mask((400, 2501), p)  # odd size: the last draw is cut
@@ -505,7 +506,7 @@ def test_dropout_kernel_is_the_splitmix_rule_and_backward_redraws_the_mask(n):
 def test_dropout_without_the_kernel_takes_the_torch_path(monkeypatch, tmp_path, setting):
     """SEQRL_CPU_KERNELS=0, or no working C compiler, takes the torch path (a stored mask) with the same
     distribution, and nothing is left half-built in the kernel cache."""
-    from seqrl.models import dropout
+    from seqrl.cpu import dropout
 
     monkeypatch.setenv("SEQRL_CACHE", str(tmp_path))
     if setting == "off":

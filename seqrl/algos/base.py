@@ -124,15 +124,6 @@ class OfflineAlgorithm(nn.Module):
         loss.backward()
         optimizer.step()
 
-    def compile_losses(self) -> list[str]:
-        """`torch.compile` the algorithm's loss functions (their forward and backward graphs; sampling,
-        optimizer steps and target updates stay eager). Returns the names compiled. On the 2-core CPU
-        of benchmarks/value_based.py (--seqrl-compile) it measured within noise of eager."""
-        names = [name for name in ("loss", "critic_loss", "actor_loss") if callable(getattr(self, name, None))]
-        for name in names:
-            self.__dict__[name] = torch.compile(getattr(self, name))
-        return names
-
     def _rng(self, device: torch.device) -> torch.Generator:
         """The RNG on the batch's device (moved once, if the module moved)."""
         if self.generator.device != device:

@@ -63,7 +63,7 @@ class TTConfig:
     # loop
     log_every: int = field(default=50, metadata={"help": "log metrics every N updates"})
     save_every: int = field(default=1000, metadata={"help": "write a resumable checkpoint every N updates"})
-    reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/data/memory.py)"})
+    reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/cpu/memory.py)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
 
 

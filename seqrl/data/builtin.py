@@ -48,7 +48,6 @@ __all__ = [
     "list_builtin",
     "ensure_builtin",
     "build_builtin",
-    "build_all",
     "reference_scores",
     "collect_builtin_episodes",
 ]
@@ -256,11 +255,6 @@ def ensure_builtin(dataset_id: str, *, n_steps: int | None = None, force: bool =
                 return dataset_id
     build_builtin(dataset_id, n_steps=n_steps)
     return dataset_id
-
-
-def build_all(*, n_steps: int | None = None, force: bool = False) -> list[str]:
-    """Ensure every built-in dataset exists; returns their ids."""
-    return [ensure_builtin(i, n_steps=n_steps, force=force) for i in list_builtin()]
 
 
 def _main() -> None:  # pragma: no cover - convenience entry point

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from seqrl.data.memory import release_free_memory
+from seqrl.cpu.memory import release_free_memory
 from seqrl.data.validation import DataError, check_finite, check_rows
 
 METADATA_FILE = "seqrl_metadata.json"

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from seqrl.data.episodes import EpisodeDataset
-from seqrl.data.memory import release_free_memory
+from seqrl.cpu.memory import release_free_memory
 from seqrl.data.validation import DataError
 
 

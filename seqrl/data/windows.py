@@ -33,7 +33,7 @@ import torch
 
 from seqrl.data.discretize import Discretizer
 from seqrl.data.episodes import EpisodeDataset
-from seqrl.data.memory import release_free_memory
+from seqrl.cpu.memory import release_free_memory
 from seqrl.data.returns import apply_termination_penalty, reward_to_go
 from seqrl.data.validation import DataError
 

@@ -18,9 +18,9 @@ batch-1 cache is broadcast to the input batch (e.g. one encoded context shared b
 explicit `k.expand(B, -1, -1, -1)` works too since the cache is never required to be contiguous.
 
 Training on CPU: with dropout on, `F.scaled_dot_product_attention` falls back to an unfused path and
-`F.dropout` draws a double per element, so attention runs `_TrainingAttention` (blocked causal, with a
+`F.dropout` draws a double per element, so attention runs `seqrl.cpu.attention.TrainingAttention` (blocked causal, with a
 hand-written backward) and dropout masks come from 16-bit slices of 64-bit draws, drawn and applied by a
-small C kernel where a compiler is available (`seqrl/models/dropout.py`): the same math and distribution
+small C kernel where a compiler is available (`seqrl/cpu/dropout.py`): the same math and distribution
 (p on a 2**-16 grid), about 2-2.5x faster per training step at Hopper shapes (benchmarks/tt_train.py).
 Other devices and eval mode use SDPA and `F.dropout` as before.
 """
@@ -35,7 +35,8 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .dropout import Dropout, drop_entries
+from seqrl.cpu.attention import TrainingAttention
+from seqrl.cpu.dropout import Dropout
 
 KV = tuple[torch.Tensor, torch.Tensor]
 TOKEN_TYPES = ("obs", "action", "reward", "value")
@@ -105,74 +106,6 @@ class TrajectoryTransformerOutput(ModelOutput):
         return self.cache
 
 
-# query rows per block of the blocked causal attention below: blocks above the diagonal are skipped
-_ATTENTION_ROWS = 40
-
-
-class _TrainingAttention(torch.autograd.Function):
-    """dropout(softmax(q k^T / sqrt(hd) + mask)) v for CPU training, with a hand-written backward.
-
-    The same math as `F.scaled_dot_product_attention(..., dropout_p=p)`, which on CPU takes its unfused
-    math path whenever dropout is on. Here:
-    - queries go in blocks of `_ATTENTION_ROWS` rows, each against only the keys its last row can see,
-      which skips the blocks above the diagonal (~40% of the [T, T] work at T = 159);
-    - the keep mask is cheap to draw and apply (see `seqrl/models/dropout.py`);
-    - the 1 / (1 - p) rescale and the 1 / sqrt(hd) scale go on the small [B*H, T, hd] tensors;
-    - softmax runs in place, and its backward is folded with dropout's: with dropped = probs * keep,
-      d scores = grad * dropped - probs * rowsum(grad * dropped), so the keep mask is never stored.
-    Saves the probabilities and the dropped probabilities: 8 bytes per computed attention entry.
-    """
-
-    @staticmethod
-    def forward(ctx, q, k, v, mask, p):
-        B, H, T, hd = q.shape
-        S = k.shape[2]
-        qs = q.reshape(B * H, T, hd) * hd**-0.5
-        kf, vf = k.reshape(B * H, S, hd), v.reshape(B * H, S, hd)
-        kt = kf.transpose(1, 2)
-        blocks, ys, saved = [], [], []
-        for i0 in range(0, T, _ATTENTION_ROWS):
-            i1 = min(i0 + _ATTENTION_ROWS, T)
-            e = S - T + i1  # the block's last query sees keys 0 .. e - 1 at most
-            probs = torch.bmm(qs[:, i0:i1], kt[:, :, :e]).add_(mask[i0:i1, :e])
-            torch.softmax(probs, -1, out=probs)  # row-wise kernel: in place is exact
-            dropped = drop_entries(probs, p)
-            ys.append(torch.bmm(dropped, vf[:, :e]))
-            blocks.append((i0, i1, e))
-            saved += [probs, dropped]
-        y = (torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]).mul_(1.0 / (1.0 - p))
-        ctx.save_for_backward(qs, kf, vf, *saved)
-        ctx.blocks, ctx.p = blocks, p
-        return y.view(B, H, T, hd)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        qs, kf, vf, *saved = ctx.saved_tensors
-        B, H, T, hd = grad_y.shape
-        S = kf.shape[1]
-        g = grad_y.reshape(B * H, T, hd) * (1.0 / (1.0 - ctx.p))
-        grad_q = torch.empty_like(qs)
-        grad_k = grad_v = None
-        # last block first: it sees every key, so it initialises grad_k / grad_v
-        for n in reversed(range(len(ctx.blocks))):
-            i0, i1, e = ctx.blocks[n]
-            probs, dropped = saved[2 * n], saved[2 * n + 1]
-            gy = g[:, i0:i1]
-            gv = torch.bmm(dropped.transpose(1, 2), gy)
-            # softmax backward with the dropout mask folded in: ds = grad * dropped - probs * rowsum(grad * dropped)
-            ds = torch.bmm(gy, vf[:, :e].transpose(1, 2)).mul_(dropped)
-            ds.addcmul_(probs, ds.sum(-1, keepdim=True), value=-1.0)
-            grad_q[:, i0:i1] = torch.bmm(ds, kf[:, :e])
-            gk = torch.bmm(ds.transpose(1, 2), qs[:, i0:i1])
-            if grad_k is None:
-                grad_k, grad_v = gk, gv  # e == S here
-            else:
-                grad_k[:, :e] += gk
-                grad_v[:, :e] += gv
-        grad_q.mul_(hd**-0.5)
-        return grad_q.view(B, H, T, hd), grad_k.view(B, H, S, hd), grad_v.view(B, H, S, hd), None, None
-
-
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Boolean-masked softmax attention (SDPA). One query per row, the common case while decoding, is
     two batched matrix-vector products: about 2x faster than SDPA's CPU kernel."""
@@ -205,7 +138,7 @@ class CausalSelfAttention(nn.Module):
             v = torch.cat([layer_past[1].expand(B, -1, -1, -1), v], dim=2)
         dropout_p = self.attn_pdrop if self.training else 0.0
         if dropout_p > 0.0 and x.device.type == "cpu" and dropout_p < 1.0:
-            y = _TrainingAttention.apply(q, k, v, mask, dropout_p)
+            y = TrainingAttention.apply(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(B, T, C)

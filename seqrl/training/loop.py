@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from seqrl.data.memory import reuse_freed_memory
+from seqrl.cpu.memory import reuse_freed_memory
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST_FILE = "latest"
@@ -59,7 +59,7 @@ class LoopConfig:
     eval_every: int = 0            # 0: evaluate only at the end (when an evaluator is given)
     keep_checkpoints: int = 2
     progress: bool = True
-    reuse_freed_memory: bool = True  # glibc heap thresholds for step-to-step reuse (seqrl/data/memory.py)
+    reuse_freed_memory: bool = True  # glibc heap thresholds for step-to-step reuse (seqrl/cpu/memory.py)
     extra_log: dict = field(default_factory=dict)
 
 

@@ -133,8 +133,7 @@ class RunConfig:
     normalize_reward: bool = field(default=False, metadata={"help": "IQL-style r * 1000 / (max_return - min_return)"})
     log_every: int = field(default=500, metadata={"help": "log metrics every N updates"})
     save_every: int = field(default=5000, metadata={"help": "write a resumable checkpoint every N updates"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the loss functions (~10 s of compiling first; trains exactly as eager; on 2 CPU cores no faster, see README)"})
-    reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/data/memory.py)"})
+    reuse_freed_memory: bool = field(default=True, metadata={"help": "keep freed blocks (up to 32 MB) in the heap between steps instead of re-faulting them from the OS (glibc only; seqrl/cpu/memory.py)"})
     eval_every: int = field(default=0, metadata={"help": "evaluate in the environment every N updates (0: only at the end)"})
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation (0: no evaluation)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
@@ -244,8 +243,6 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
     algo, source, learner, metadata, env = run
     out = Path(cfg.output_dir or (f"outputs/{algorithm}/{env['env_id'].lower()}-online" if cfg.online
                                   else f"outputs/{algorithm}/{Path(cfg.dataset).name}"))
-    if cfg.compile:
-        print(f"compiling {', '.join(algo.compile_losses())} (the first update waits for it)")
     unit = "environment steps" if cfg.online else "updates"
     print(f"{algorithm}: {sum(p.numel() for p in algo.parameters()):,} parameters, "
           f"{algo_config.max_steps:,} {unit} of batch {algo_config.batch_size} on {device}")
