@@ -15,8 +15,10 @@ def _parser_type(tp):
     """(argparse type, nargs) for a dataclass field annotation."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        base, nargs = _parser_type(inner)
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) > 1:  # several types (percentile: 'mean' or a number): read as YAML, checked later
+            return yaml.safe_load, None
+        base, nargs = _parser_type(inner[0])
         return (lambda s: None if s.lower() in ("none", "null") else base(s)), nargs
     if origin is tuple:
         args = typing.get_args(tp)
@@ -124,6 +126,32 @@ def parse_config(cls, argv=None, description: str = "", default_config: str | No
     except ConfigError as err:
         raise ConfigError(f"{args.config}: {err}" if args.config else str(err)) from None
     return cls(**values)
+
+
+def combine(name: str, *classes, help_texts: dict[str, str] | None = None):
+    """One dataclass with the fields of every class (same names, types, defaults, help), so that one
+    YAML file and one command line set them all and `--help` lists them all; `split` takes them apart."""
+    fields, seen = [], {}
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            if f.name in seen:
+                raise TypeError(f"{cls.__name__}.{f.name} clashes with {seen[f.name]}.{f.name}")
+            seen[f.name] = cls.__name__
+            default = {"default": f.default} if f.default is not dataclasses.MISSING else {"default_factory": f.default_factory}
+            metadata = dict(f.metadata)
+            if "help" not in metadata:
+                metadata["help"] = (help_texts or {}).get(f.name, f"{cls.__name__} {f.name}")
+            fields.append((f.name, hints[f.name], dataclasses.field(metadata=metadata, **default)))
+    return dataclasses.make_dataclass(name, fields)
+
+
+def split(config, cls):
+    """An instance of `cls` from the fields of a `combine`d config it has."""
+    values = dataclasses.asdict(config)
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.init})
 
 
 def to_dict(config) -> dict:

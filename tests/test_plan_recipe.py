@@ -123,9 +123,11 @@ def test_plans_a_checkpoint_by_hub_repo_id(checkpoint, hub_server, hub_repo_id, 
 
 
 def test_percentile_flag_and_bad_planner_values(checkpoint):
-    config = plan.recipe_config_class(PlannerConfig)
+    from seqrl.config import combine
+
+    config = combine("PlanConfig", plan.RunConfig, PlannerConfig)
     parsed = plan.parse_config(config, ["--percentile", "0.25", "--horizon", "3"])
-    _, planner = plan.split_config(parsed, PlannerConfig)
+    _, planner = plan.split_config(parsed)
     assert planner.percentile == 0.25 and planner.horizon == 3  # 'mean' or a float, given as text
     with pytest.raises(SystemExit) as err:
         plan.main(["--checkpoint", str(checkpoint), "--horizon", "1", "--plan_freq", "2"])

@@ -30,6 +30,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
@@ -131,7 +132,7 @@ class CausalSelfAttention(nn.Module):
         """mask: additive float [T, P + T] (0 or -inf)."""
         B, T, C = x.shape
         # [B, T, C] -> [B, n_head, T, head_dim]
-        q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in (self.query(x), self.key(x), self.value(x)))
+        q, k, v = (rearrange(t, "b t (h e) -> b h t e", h=self.n_head) for t in (self.query(x), self.key(x), self.value(x)))
         if layer_past is not None:
             # expand() lets a batch-1 prefix cache serve B rows without copying it first
             k = torch.cat([layer_past[0].expand(B, -1, -1, -1), k], dim=2)
@@ -141,8 +142,7 @@ class CausalSelfAttention(nn.Module):
             y = TrainingAttention.apply(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        y = y.transpose(1, 2).reshape(B, T, C)
-        return self.resid_drop(self.proj(y)), (k, v)
+        return self.resid_drop(self.proj(rearrange(y, "b h t e -> b t (h e)"))), (k, v)
 
     def decode(self, h: torch.Tensor, cache: KV, start: int, mask: torch.Tensor, last_only: bool) -> torch.Tensor:
         """Inference on h [R, T, C] at window positions start..start+T-1: write its keys and values into
@@ -205,9 +205,9 @@ class PerDimensionHead(nn.Module):
         # about 2x faster in training than gathering a [T, N+1, C] weight
         front = start % D
         n = -(-(front + T) // D)
-        x = F.pad(x, (0, 0, front, n * D - front - T)).view(B, n, D, C)
+        x = rearrange(F.pad(x, (0, 0, front, n * D - front - T)), "b (n d) c -> b n d c", d=D)
         logits = torch.einsum("bndc,dvc->bndv", x, self.weight)
-        return logits.reshape(B, n * D, -1)[:, front : front + T]
+        return rearrange(logits, "b n d v -> b (n d) v")[:, front : front + T]
 
 
 class TrajectoryTransformerModel(PreTrainedModel):

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from seqrl.planning.config import PlannerConfig
 from seqrl.planning.reference import (
@@ -302,9 +303,9 @@ class BeamPlanner:
                     self._push(s, sample_tokens(logits, cfg.k_obs, cfg.cdf_obs, noise))
                     logits = self._feed(s)
 
-        best = s.beam.view(n, B, -1)[:, 0]  # beams are sorted by score: row 0 of each env is its best
-        scores = values[keep].view(n, B)[:, 0]
-        return torch.cat([prefix[:, L0 - O:], best], 1).view(n, H, D), scores
+        best = rearrange(s.beam, "(n b) t -> n b t", n=n)[:, 0]  # beams sorted by score: row 0 is each env's best
+        scores = rearrange(values[keep], "(n b) -> n b", n=n)[:, 0]
+        return rearrange(torch.cat([prefix[:, L0 - O:], best], 1), "n (h d) -> n h d", d=D), scores
 
 
 __all__ = ["BeamPlanner"]

@@ -16,15 +16,10 @@ one). Planner options come from --config (YAML) and can each be overridden by a 
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from seqrl.config import parse_config, to_dict
+from seqrl.config import ConfigError, combine, parse_config, split, to_dict
 from seqrl.evaluation import (EvalResult, EvaluationError, check_env_spaces, evaluate, evaluation_env,
                               normalized_score, reference_scores)
 from seqrl.hub import CheckpointError, from_pretrained
@@ -55,59 +50,12 @@ class RunConfig:
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones, at least 1; see seqrl/threads.py)"})
 
 
-def _choices(tp) -> tuple:
-    """The non-None types of a union annotation (empty for a plain type)."""
-    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
-        return ()
-    return tuple(a for a in typing.get_args(tp) if a is not type(None))
-
-
-def _flag_type(tp):
-    """A field that takes several types (percentile: 'mean' or a float) is read as text from the
-    command line and converted afterwards (see `_coerce`); other types are kept."""
-    if len(_choices(tp)) > 1:
-        return str | None if type(None) in typing.get_args(tp) else str
-    return tp
-
-
-def _coerce(value, tp):
-    """'0.5' -> 0.5 for a `str | float` field: the YAML reading of a flag, if it has an allowed type."""
-    choices = _choices(tp)
-    if len(choices) > 1 and isinstance(value, str):
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, choices):
-            return parsed
-    return value
-
-
-def recipe_config_class(planner_config_cls):
-    """One dataclass with the run options and every PlannerConfig field, so that YAML and flags
-    can set any of them (and --help lists them all)."""
-    run_names = {f.name for f in dataclasses.fields(RunConfig)}
-    hints = typing.get_type_hints(planner_config_cls)  # resolve string annotations
-    planner_fields = []
-    for f in dataclasses.fields(planner_config_cls):
-        if f.name in run_names:
-            raise TypeError(f"PlannerConfig.{f.name} clashes with a plan_tt.py option")
-        default = {"default": f.default} if f.default is not dataclasses.MISSING else {"default_factory": f.default_factory}
-        planner_fields.append((f.name, _flag_type(hints[f.name]), field(metadata=f.metadata, **default)))
-    run_hints = typing.get_type_hints(RunConfig)
-    run_fields = [(f.name, run_hints[f.name], field(default=f.default, metadata=f.metadata))
-                  for f in dataclasses.fields(RunConfig)]
-    return dataclasses.make_dataclass("PlanTTConfig", run_fields + planner_fields)
-
-
-def split_config(config, planner_config_cls):
-    """(RunConfig, PlannerConfig) from the combined config."""
-    values = dataclasses.asdict(config)
-    run = RunConfig(**{f.name: values[f.name] for f in dataclasses.fields(RunConfig)})
-    hints = typing.get_type_hints(planner_config_cls)
+def split_config(config) -> tuple[RunConfig, PlannerConfig]:
+    """(RunConfig, PlannerConfig) from the combined config; PlannerConfig validates its values."""
     try:
-        planner = planner_config_cls(**{f.name: _coerce(values[f.name], hints[f.name])
-                                        for f in dataclasses.fields(planner_config_cls)})
-    except ValueError as err:  # PlannerConfig validates its values: one line, no traceback
-        raise SystemExit(f"error: bad planner option: {err}") from None
-    return run, planner
+        return split(config, RunConfig), split(config, PlannerConfig)
+    except ValueError as err:
+        raise ConfigError(f"bad planner option: {err}") from None
 
 
 def resolve_device(device: str, threads: int | None) -> str:
@@ -173,9 +121,9 @@ def main(argv=None) -> EvalResult:
 
 
 def _plan(argv) -> EvalResult:
-    config = parse_config(recipe_config_class(PlannerConfig), argv, description=DESCRIPTION,
+    config = parse_config(combine("PlanConfig", RunConfig, PlannerConfig), argv, description=DESCRIPTION,
                           default_config=default_config(DEFAULT_CONFIG))
-    run, planner_config = split_config(config, PlannerConfig)
+    run, planner_config = split_config(config)
     device = resolve_device(run.device, run.threads)
 
     model = load_model(run.checkpoint, device, run.revision)

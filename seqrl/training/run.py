@@ -25,7 +25,7 @@ import torch
 
 from seqrl.algos import ALGORITHMS, build_algorithm
 from seqrl.algos.tt import TTConfig, TTLearner, WindowBatches, official_updates
-from seqrl.config import ConfigError, check_ranges, parse_config, to_dict
+from seqrl.config import ConfigError, check_ranges, combine, parse_config, split, to_dict
 from seqrl.data import (BufferConfig, DataError, EpisodeDataset, TokenizerConfig, TokenWindows, TransitionBuffer,
                         load_dataset)
 from seqrl.evaluation import EVAL_SEED, EvaluationError, check_env_spaces, evaluation_env
@@ -150,12 +150,8 @@ HELP = {  # the algorithm fields shared by several methods
 def combined_config_class(algorithm: str):
     """RunConfig + the algorithm's config fields (without `algorithm`) as one dataclass."""
     algo_cls = ALGORITHMS[algorithm].config_class
-    fields = [(f.name, f.type, dataclasses.field(default=f.default if f.default is not dataclasses.MISSING
-                                                  else f.default_factory(),
-                                                  metadata={"help": HELP.get(f.name, f"{algorithm} {f.name}")}))
-              for f in dataclasses.fields(algo_cls) if f.init]
-    run = [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)) for f in dataclasses.fields(RunConfig)]
-    return dataclasses.make_dataclass(f"{algorithm.upper()}RunConfig", run + fields), algo_cls
+    help_texts = {**{f.name: f"{algorithm} {f.name}" for f in dataclasses.fields(algo_cls)}, **HELP}
+    return combine(f"{algorithm.upper()}RunConfig", RunConfig, algo_cls, help_texts=help_texts), algo_cls
 
 
 class AlgorithmLearner:
@@ -231,10 +227,7 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
                        default_config=_default_yaml(algorithm, "--online" in argv))
     check_ranges(cfg, VALUE_MINIMUMS)
     print(f"torch threads: {configure_threads(cfg.threads)}")
-    algo_fields = {f.name for f in dataclasses.fields(algo_cls) if f.init}
-    algo_config = algo_cls(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in algo_fields})
-    algo_config = dataclasses.replace(algo_config, **{k: tuple(v) for k, v in dataclasses.asdict(algo_config).items()
-                                                      if isinstance(v, list)})
+    algo_config = split(cfg, algo_cls)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     if cfg.online and algorithm not in ONLINE_ALGORITHMS:
         raise SystemExit(f"--online trains {', '.join(ONLINE_ALGORITHMS)}; {algorithm} learns from a dataset only")
