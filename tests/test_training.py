@@ -102,3 +102,11 @@ def test_recipe_help_explains_every_option():
     assert proc.returncode == 0
     for name in ("--dataset", "--n_bins", "--cyclic_lr", "--max_steps", "--resume", "--termination_penalty"):
         assert name in proc.stdout
+
+
+def test_shipped_accelerate_config_launches_without_the_defaults_warning():
+    config = ROOT / "recipes" / "accelerate" / "single_process.yaml"
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+                           str(RECIPE), "--help"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "were not passed" not in proc.stderr + proc.stdout and "--n_layer" in proc.stdout
