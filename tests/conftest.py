@@ -75,6 +75,12 @@ def _configure_hf_environment() -> None:
 
 _configure_hf_environment()
 
+# Datasets and token caches go to throw-away folders: a test that builds a 20,000-step slice of a
+# family set must never replace the user's full build in ~/.minari (it once did, and the quality
+# table then trained on the slice).
+os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp(prefix="seqrl-test-minari-")
+os.environ["SEQRL_CACHE"] = tempfile.mkdtemp(prefix="seqrl-test-cache-")
+
 
 def pytest_configure(config):
     # huggingface_hub's LFS upload passes a file object as `data=`, which its HTTP
