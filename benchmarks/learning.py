@@ -45,7 +45,8 @@ def main() -> None:
                 start = time.perf_counter()
                 result = train(algo, ["--dataset", dataset, "--output_dir", out, "--max_steps", str(args.steps),
                                       "--eval_episodes", str(args.episodes), "--eval_every", "0",
-                                      "--save_every", str(args.steps), "--seed", str(args.seed), "--no-resume"])
+                                      "--save_every", str(args.steps), "--seed", str(args.seed), "--no-resume",
+                                      "--threads", str(torch.get_num_threads())])
                 seconds = time.perf_counter() - start
             ev = result["eval"]
             entry = {"algorithm": algo, "dataset": dataset, "updates": args.steps, "seconds": round(seconds, 1),

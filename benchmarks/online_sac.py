@@ -55,7 +55,7 @@ from seqrl.training.run import main
 start = time.perf_counter()
 main("sac", ["--online", "--env", "{env}", "--max_steps", "{steps}", "--random_steps", "{random}",
              "--learning_starts", "{random}", "--eval_episodes", "0", "--save_every", "0",
-             "--log_every", "1000", "--output_dir", "{out}", "--seed", "0"])
+             "--log_every", "1000", "--output_dir", "{out}", "--seed", "0", "--threads", "{threads}"])
 print("RESULT " + json.dumps({{"seconds": time.perf_counter() - start}}))
 '''
 

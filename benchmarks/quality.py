@@ -77,7 +77,7 @@ def seqrl_cell(algo, dataset, seed, steps, episodes, threads, out_dir) -> dict:
     config = ROOT / "recipes" / "configs" / algo / "v5-short.yaml"
     argv = ["--config", str(config), "--dataset", dataset, "--max_steps", str(steps), "--seed", str(seed),
             "--eval_episodes", str(episodes), "--eval_every", "0", "--save_every", str(steps),
-            "--output_dir", str(out_dir), "--no-resume"]
+            "--output_dir", str(out_dir), "--no-resume", "--threads", str(threads)]
     res = run([sys.executable, "-c", SEQRL_CELL.format(threads=threads, algo=algo, argv=argv)], threads)
     ev = res["eval"]
     return {"return_mean": ev["return_mean"], "return_stderr": ev["return_stderr"],
@@ -89,7 +89,7 @@ def tt_cell(dataset, seed, steps, episodes, threads, out_dir) -> dict:
     recipes/configs/plan/v5-short.yaml, both as their recipes run."""
     cfg = ROOT / "recipes" / "configs"
     run([sys.executable, "-c", "import sys, json; sys.argv[0] = 'train_tt'; sys.path.insert(0, 'recipes'); "
-         f"import train_tt; train_tt.main({['--config', str(cfg / 'tt' / 'v5-short.yaml'), '--dataset', dataset, '--max_steps', str(steps), '--seed', str(seed), '--output_dir', str(out_dir), '--no-resume']!r}); print('RESULT {{}}')"],
+         f"import train_tt; train_tt.main({['--config', str(cfg / 'tt' / 'v5-short.yaml'), '--dataset', dataset, '--max_steps', str(steps), '--seed', str(seed), '--output_dir', str(out_dir), '--no-resume', '--threads', str(threads)]!r}); print('RESULT {{}}')"],
         threads)
     plan = out_dir / "plan.json"
     run([sys.executable, "-c", "import sys; sys.path.insert(0, 'recipes'); import plan_tt; "
