@@ -1,12 +1,6 @@
 """seqrl: offline reinforcement learning on the Hugging Face stack."""
 
-import os
-
-# OpenMP threads wait passively unless the user chose otherwise: spinning threads make torch collapse
-# on a shared machine (seqrl/threads.py). Only effective when seqrl is imported before torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from seqrl.version import __version__  # noqa: E402
+from seqrl.version import __version__
 
 
 def from_pretrained(path_or_repo_id: str, **kwargs):

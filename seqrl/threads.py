@@ -1,10 +1,11 @@
 """How many CPU threads torch uses. On a shared machine torch's default (every core, OpenMP
 threads spinning while they wait) collapses: measured on 2 loaded cores (benchmarks/threads.py),
-IQL ran 14 updates/s with 2 spinning threads, 35 with 2 passive ones, 44 with one. So seqrl makes
-OpenMP threads wait passively (`OMP_WAIT_POLICY=PASSIVE`, set in `seqrl/__init__.py` before torch
-loads, unless the user set it) and by default takes the CPUs this process may use minus the ones
-already busy (the 1-minute load average), at least one, shared out among the processes of a
-multi-process launch. `--threads N` overrides it on every command."""
+IQL ran 14 updates/s with 2 spinning threads, 35-43 with 2 passive ones (OMP_WAIT_POLICY=PASSIVE),
+44 with one. So by default seqrl takes the CPUs this process may use minus the ones already busy
+(the 1-minute load average), at least one, shared out among the processes of a multi-process
+launch; `--threads N` overrides it on every command. It does not make OpenMP wait passively: on a
+quiet machine that cost BC at 2 threads 44% of its speed (421 -> 235 updates/s, benchmarks/
+value_based.py); set OMP_WAIT_POLICY=PASSIVE yourself to run more threads than free cores."""
 
 from __future__ import annotations
 
