@@ -269,8 +269,9 @@ def _import_env_module(env_id: str, env_module: str | None) -> None:
                               f"{env_module.replace('_', '-')})") from None
 
 
-def _check_env(make_env, env_id: str) -> None:
-    """Build one env up front so a bad id or kwarg is one clear line, not a vector-env traceback."""
+def _check_env(make_env, env_id: str) -> tuple[int, int]:
+    """Build one env up front so a bad id or kwarg is one clear line, not a vector-env traceback;
+    returns its flat (observation, action) sizes."""
     try:
         env = make_env()
     except gym.error.Error as err:
@@ -281,6 +282,7 @@ def _check_env(make_env, env_id: str) -> None:
         if not isinstance(env.action_space, gym.spaces.Box):
             raise EvaluationError(f"{env_id} has a {type(env.action_space).__name__} action space; "
                                   "evaluate supports continuous (Box) actions")
+        return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     finally:
         env.close()
 
@@ -291,13 +293,7 @@ def check_env_spaces(env: dict, observation_dim: int, action_dim: int, what: str
     env_id = env.get("env_id")
     _import_env_module(env_id, env.get("env_module"))
     make_env = _make_env_fn(env_id, env.get("env_kwargs"), env.get("max_episode_steps"))
-    _check_env(make_env, env_id)
-    probe = make_env()
-    try:
-        obs_size = int(np.prod(probe.observation_space.shape))
-        act_size = int(np.prod(probe.action_space.shape))
-    finally:
-        probe.close()
+    obs_size, act_size = _check_env(make_env, env_id)
     if (obs_size, act_size) != (int(observation_dim), int(action_dim)):
         raise EvaluationError(f"{env_id} has observations of size {obs_size} and actions of size {act_size}, but "
                               f"{what} has {observation_dim} and {action_dim}")

@@ -212,7 +212,8 @@ def load_policy(directory, metadata: dict | None = None, device="cpu") -> Offlin
         raise CheckpointError(f"{directory / SEQRL_FILE}: cannot rebuild the {name} network ({err})") from None
     state = _load_weights(directory / WEIGHTS_NAME)
     missing, unexpected = algorithm.load_state_dict(state, strict=False)
-    shapes = [k for k, v in state.items() if k in algorithm.state_dict() and algorithm.state_dict()[k].shape != v.shape]
+    expected = algorithm.state_dict()
+    shapes = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
     if missing or unexpected or shapes:
         raise CheckpointError(f"{directory / WEIGHTS_NAME}: weights do not fit the {name} network of {SEQRL_FILE} "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}, other shapes {shapes[:3]})")
