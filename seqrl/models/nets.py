@@ -24,7 +24,9 @@ def _init_linear_(weight: Tensor, bias: Tensor, scheme: str, gain: float) -> Non
     """Initialise one (out, in) weight and its bias in place.
 
     default: what nn.Linear does; orthogonal: CORL/official-IQL style (bias 0);
-    xavier: xavier-uniform with bias 0 (CORL's last actor layer, gain 1e-2).
+    xavier: xavier-uniform with bias 0 (CORL's last actor layer, gain 1e-2);
+    truncated_normal: std 1 / (2 sqrt(in)), torch's default cut at +-2, bias 0 (the MBPO/MOPO
+    lineage's dynamics ensembles).
     """
     fan_in = weight.shape[1]
     if scheme == "default":
@@ -36,6 +38,9 @@ def _init_linear_(weight: Tensor, bias: Tensor, scheme: str, gain: float) -> Non
         nn.init.zeros_(bias)
     elif scheme == "xavier":
         nn.init.xavier_uniform_(weight, gain=gain)
+        nn.init.zeros_(bias)
+    elif scheme == "truncated_normal":
+        nn.init.trunc_normal_(weight, std=1.0 / (2.0 * math.sqrt(fan_in)))
         nn.init.zeros_(bias)
     else:
         raise ValueError(f"unknown init scheme {scheme!r}")
