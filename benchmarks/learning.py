@@ -34,7 +34,7 @@ def main() -> None:
 
     import torch
 
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
     from seqrl.training.run import main as train
 
     rows, results = [], []

@@ -52,7 +52,7 @@ def cell_path(results: Path, lib: str, algo: str, dataset: str, seed: int) -> Pa
 
 def export_npz(dataset: str, out: Path) -> dict:
     """The dataset's transitions in d3rlpy's MDPDataset layout (terminals vs timeouts kept apart)."""
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
 
     ds = load_dataset(dataset)
     if not out.exists():
@@ -129,7 +129,7 @@ def table(results: Path) -> str:
     groups: dict[tuple, list] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["algo"], c["lib"]), []).append(c)
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
 
     lines = ["| dataset (data's normalized mean) | algorithm | updates | seqrl: mean ± s.e. (each seed) | d3rlpy 2.8.1 | seeds |", "|---|---|---|---|---|---|"]
     for dataset in sorted({k[0] for k in groups}):

@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     print(f"{args.env}: expert {record['expert']['return']:.0f} at step {record['expert']['step']:,}, "
           f"medium {record['medium']['return']:.0f} at step {record['medium']['step']:,}; reference scores "
           f"{record['ref_min_score']:.1f} / {record['ref_max_score']:.1f}")
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
 
     for quality in QUALITIES:
         dataset_id = f"seqrl/{short}/{quality}-v0"

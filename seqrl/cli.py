@@ -7,6 +7,8 @@
     seqrl train tt [OPTIONS]             train a Trajectory Transformer (see `seqrl train tt --help`)
     seqrl train iql [OPTIONS]            train IQL offline; likewise bc, sac, cql, awac
     seqrl train sac --online --env ID    SAC trained online in a gymnasium environment
+    seqrl train mopo [OPTIONS]           model-based: MOPO or COMBO (fits the dynamics ensemble first)
+    seqrl train dynamics [OPTIONS]       the dynamics ensemble alone (reuse it: --dynamics PATH)
     seqrl eval PATH_OR_REPO_ID           evaluate a value-based policy in its environment
     seqrl plot RUN_DIR [RUN_DIR ...]     training curves and evaluation returns as a PNG
     seqrl plan [OPTIONS]                 beam-search planning with a trained TT (see `seqrl plan --help`)
@@ -25,7 +27,9 @@ from pathlib import Path
 
 # subcommand words -> the library entry point; their arguments go to its own parser untouched
 VALUE_BASED = ("bc", "sac", "cql", "iql", "awac")
-RUNS = {("train", "tt"): "tt", ("plan",): "plan", **{("train", algo): algo for algo in VALUE_BASED}}
+MODEL_BASED = ("mopo", "combo")
+RUNS = {("train", "tt"): "tt", ("train", "dynamics"): "dynamics", ("plan",): "plan",
+        **{("train", algo): algo for algo in VALUE_BASED + MODEL_BASED}}
 
 
 class CommandError(Exception):
@@ -74,7 +78,7 @@ def data_list(args) -> int:
 
 
 def data_build(args) -> int:
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
     from seqrl.data.builtin import BUILTIN_DATASETS, ensure_builtin
     from seqrl.data.families import FAMILY_DATASETS, available, ensure_family
 
@@ -95,7 +99,7 @@ def data_build(args) -> int:
 
 
 def data_info(args) -> int:
-    from seqrl.data import DataError, EpisodeDataset, load_dataset
+    from seqrl.data import DataError, load_dataset
 
     try:
         dataset = load_dataset(args.source)
@@ -233,8 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = add(commands, "train", "train a model (Trajectory Transformer or a value-based policy)")
     train_commands = train.add_subparsers(dest="algorithm", metavar="ALGO", required=True)
     train_commands.add_parser("tt", help="Trajectory Transformer: see `seqrl train tt --help`", add_help=False)
-    for algo in VALUE_BASED:
+    for algo in VALUE_BASED + MODEL_BASED:
         train_commands.add_parser(algo, help=f"{algo.upper()}: see `seqrl train {algo} --help`", add_help=False)
+    train_commands.add_parser("dynamics", help="dynamics ensemble for MOPO / COMBO: see `seqrl train dynamics --help`",
+                              add_help=False)
     commands.add_parser("plan", help="plan with a trained Trajectory Transformer: see `seqrl plan --help`",
                         add_help=False)
 

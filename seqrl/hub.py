@@ -4,6 +4,7 @@ A checkpoint directory holds
     seqrl.json                 algorithm, env id and spaces, data and training settings, version
     config.json + model.safetensors   the weights (for TT: a real `transformers` model)
     discretizer.{safetensors,json}    TT only: the bins the tokens were made with
+    dynamics/                  MOPO / COMBO only: the dynamics ensemble, itself a checkpoint
     README.md                  the model card rendered from the shipped model_cards/ templates
     train_metrics.json         the logged training curve
 `from_pretrained` takes a local path or a Hub repo id (through the huggingface_hub cache, so
@@ -26,6 +27,7 @@ from seqrl.algos import ALGORITHMS, OfflineAlgorithm, build_algorithm, config_fr
 from seqrl.data.discretize import CONFIG_NAME as DISCRETIZER_CONFIG
 from seqrl.data.discretize import WEIGHTS_NAME as DISCRETIZER_WEIGHTS
 from seqrl.data.discretize import Discretizer
+from seqrl.models.dynamics import DynamicsConfig, DynamicsEnsemble
 from seqrl.models.trajectory_transformer import TrajectoryTransformerModel
 from seqrl.resources import resource
 from seqrl.version import __version__
@@ -34,6 +36,7 @@ SEQRL_FILE = "seqrl.json"
 WEIGHTS_NAME = "model.safetensors"
 METRICS_FILE = "train_metrics.json"
 TT_ALGORITHM = "trajectory_transformer"
+DYNAMICS = "dynamics"  # the `algorithm` of a dynamics ensemble checkpoint, and its folder in a MOPO / COMBO one
 # seqrl.json keys that describe the network itself (rebuilt from the config), not the run
 _NETWORK_KEYS = ("algorithm", "config", "observation_dim", "action_dim", "seqrl_version")
 
@@ -130,6 +133,8 @@ def save_pretrained(policy, directory, *, card_context: dict | None = None, repo
 def _save(policy, directory: Path, card_context, repo_id) -> Path:
     if isinstance(policy, TrajectoryModel):
         return _save_trajectory_model(policy, directory, card_context, repo_id)
+    if isinstance(policy, DynamicsEnsemble):
+        return _save_dynamics(policy, directory, card_context, repo_id)
     if not isinstance(policy, OfflineAlgorithm):
         raise TypeError(f"cannot save a {type(policy).__name__}: expected a seqrl algorithm or TrajectoryModel")
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
@@ -140,6 +145,17 @@ def _save(policy, directory: Path, card_context, repo_id) -> Path:
     context = {**meta, "repo_id": repo_id, "parameters": f"{sum(p.numel() for p in policy.parameters()):,}",
                "evaluation": evaluation_line(meta), **(card_context or {})}
     (directory / "README.md").write_text(render_card("policy.md.j2", context))
+    return directory
+
+
+def _save_dynamics(model: DynamicsEnsemble, directory: Path, card_context, repo_id) -> Path:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_NAME))
+    meta = write_metadata(directory, {"algorithm": DYNAMICS, "config": model.config.to_dict(),
+                                      "observation_dim": model.obs_dim, "action_dim": model.act_dim, **model.metadata})
+    context = {**meta, "repo_id": repo_id, "parameters": f"{model.num_parameters():,}",
+               "elites": model.elites.tolist(), **(card_context or {})}
+    (directory / "README.md").write_text(render_card("dynamics.md.j2", context))
     return directory
 
 
@@ -176,9 +192,14 @@ def resolve(path_or_repo_id: str, revision: str | None = None, cache_dir=None) -
 
 
 def from_pretrained(path_or_repo_id: str, *, algorithm: str | None = None, env_id: str | None = None,
-                    device="cpu", revision: str | None = None, cache_dir=None):
-    """Load any seqrl checkpoint; `algorithm`/`env_id` make a mismatch an error before any work."""
+                    device="cpu", revision: str | None = None, cache_dir=None, subfolder: str = ""):
+    """Load any seqrl checkpoint; `algorithm`/`env_id` make a mismatch an error before any work.
+    `subfolder="dynamics"` loads the dynamics ensemble a MOPO / COMBO checkpoint carries."""
     directory = resolve(path_or_repo_id, revision, cache_dir)
+    if subfolder:
+        directory = directory / subfolder
+        if not directory.is_dir():
+            raise CheckpointError(f"{path_or_repo_id} has no folder {subfolder!r}")
     meta = read_metadata(directory)
     if algorithm is not None and meta.get("algorithm") != algorithm:
         raise CheckpointError(f"{path_or_repo_id} is a {meta.get('algorithm')} checkpoint, not {algorithm}")
@@ -186,6 +207,8 @@ def from_pretrained(path_or_repo_id: str, *, algorithm: str | None = None, env_i
         raise CheckpointError(f"{path_or_repo_id} was trained on {meta.get('env_id')}, not {env_id}")
     if meta.get("algorithm") == TT_ALGORITHM:
         return load_trajectory_model(directory, meta, device=device)
+    if meta.get("algorithm") == DYNAMICS:
+        return load_dynamics(directory, meta, device=device)
     return load_policy(directory, meta, device=device)
 
 
@@ -196,6 +219,33 @@ def _load_weights(path: Path) -> dict:
         return load_file(str(path))
     except Exception as err:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise CheckpointError(f"{path} is not a readable safetensors file ({type(err).__name__}: {err})") from None
+
+
+def _load_state(module, directory: Path, name: str) -> None:
+    """Weights into `module`, or one line naming the file when they do not fit."""
+    state = _load_weights(directory / WEIGHTS_NAME)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    expected = module.state_dict()
+    shapes = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"{directory / WEIGHTS_NAME}: weights do not fit the {name} network of {SEQRL_FILE} "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}, other shapes {shapes[:3]})")
+
+
+def load_dynamics(directory, metadata: dict | None = None, device="cpu") -> DynamicsEnsemble:
+    """A dynamics ensemble (`seqrl train dynamics`, or the `dynamics/` folder of a MOPO / COMBO checkpoint)."""
+    directory = Path(directory)
+    metadata = metadata or read_metadata(directory)
+    if metadata.get("algorithm") != DYNAMICS:
+        raise CheckpointError(f"{directory} is a {metadata.get('algorithm')} checkpoint, not a dynamics model")
+    try:
+        model = DynamicsEnsemble(DynamicsConfig.from_dict(metadata["config"]), metadata["observation_dim"],
+                                 metadata["action_dim"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{directory / SEQRL_FILE}: cannot rebuild the dynamics network ({err})") from None
+    _load_state(model, directory, DYNAMICS)
+    model.metadata = {k: v for k, v in metadata.items() if k not in _NETWORK_KEYS}
+    return model.to(device).eval()
 
 
 def load_policy(directory, metadata: dict | None = None, device="cpu") -> OfflineAlgorithm:
@@ -210,13 +260,7 @@ def load_policy(directory, metadata: dict | None = None, device="cpu") -> Offlin
         algorithm = build_algorithm(config, metadata["observation_dim"], metadata["action_dim"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{directory / SEQRL_FILE}: cannot rebuild the {name} network ({err})") from None
-    state = _load_weights(directory / WEIGHTS_NAME)
-    missing, unexpected = algorithm.load_state_dict(state, strict=False)
-    expected = algorithm.state_dict()
-    shapes = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        raise CheckpointError(f"{directory / WEIGHTS_NAME}: weights do not fit the {name} network of {SEQRL_FILE} "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}, other shapes {shapes[:3]})")
+    _load_state(algorithm, directory, name)
     algorithm.metadata = {k: v for k, v in metadata.items() if k not in _NETWORK_KEYS}
     return algorithm.to(device).eval()
 

@@ -293,7 +293,7 @@ def test_env_from_a_package_that_registers_it_on_import(tmp_path, monkeypatch):
     entry point's package (`env_module`) and evaluation imports it first; a missing package is one line."""
     import sys
 
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
     from seqrl.data.collect import rollout, write_minari_dataset
     from seqrl.data.controllers import make_controller
     from seqrl.evaluation import evaluation_env

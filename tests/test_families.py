@@ -76,7 +76,7 @@ def test_export_writes_actors_replay_and_references(family):
 
 def test_build_all_qualities(family):
     record, root = family
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
 
     sizes = {}
     for quality in families.QUALITIES:
@@ -95,7 +95,7 @@ def test_build_all_qualities(family):
 
 
 def test_build_is_deterministic(family):
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
 
     first = load_dataset("seqrl/hopper/medium-v0").arrays()
     families.ensure_family("seqrl/hopper/medium-v0", force=True)
@@ -105,7 +105,7 @@ def test_build_is_deterministic(family):
 
 
 def test_family_without_assets_is_one_line(tmp_path, monkeypatch):
-    from seqrl.data import DataError, EpisodeDataset, load_dataset
+    from seqrl.data import DataError, load_dataset
 
     monkeypatch.setattr(families, "ASSETS", tmp_path)
     with pytest.raises(DataError, match="make_datasets.py"):
@@ -115,7 +115,7 @@ def test_family_without_assets_is_one_line(tmp_path, monkeypatch):
 def test_dataset_card_written(family):
     from minari.storage.datasets_root_dir import get_dataset_path
 
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
 
     ds = load_dataset("seqrl/hopper/expert-v0")
     card = (get_dataset_path("seqrl/hopper/expert-v0") / "README.md").read_text()
@@ -123,7 +123,7 @@ def test_dataset_card_written(family):
 
 
 def test_load_keeps_a_smaller_build(family):
-    from seqrl.data import EpisodeDataset, load_dataset
+    from seqrl.data import load_dataset
 
     families.ensure_family("seqrl/hopper/random-v0", n_steps=150)
     small = len(load_dataset("seqrl/hopper/random-v0"))  # loading accepts the build that is there

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqrl.algos import AWAC, BC, CQL, IQL, SAC, AWACConfig, BCConfig, CQLConfig, IQLConfig, SACConfig
+from seqrl.algos import (AWAC, BC, COMBO, CQL, IQL, MOPO, SAC, AWACConfig, BCConfig, COMBOConfig, CQLConfig, IQLConfig,
+                         MOPOConfig, SACConfig)
 
 SMALL = dict(hidden_dims=(16, 16), batch_size=8)
 
@@ -25,6 +26,7 @@ def random_batch(seed=0, B=8, obs=3, act=2):
         "rewards": torch.randn(B, generator=g),
         "next_observations": torch.randn(B, obs, generator=g),
         "terminals": (torch.rand(B, generator=g) < 0.3).float(),
+        "real_rows": (torch.arange(B) < B // 2).float(),  # MOPO / COMBO: real rows first, then model rows
     }
 
 
@@ -51,6 +53,9 @@ SAC_FAMILY = {
     "cql": lambda: CQL(CQLConfig(**SMALL, cql_n_actions=3), 3, 2),
     "cql_lagrange_max_backup": lambda: CQL(CQLConfig(**SMALL, cql_n_actions=3, cql_lagrange=True,
                                                      cql_max_target_backup=True, backup_entropy=True), 3, 2),
+    "mopo": lambda: MOPO(MOPOConfig(**SMALL), 3, 2),
+    "combo": lambda: COMBO(COMBOConfig(**SMALL, cql_n_actions=3), 3, 2),
+    "combo_model_states": lambda: COMBO(COMBOConfig(**SMALL, cql_n_actions=3, combo_states="model"), 3, 2),
 }
 EXPECTED_SAC = {"actor_loss": {"actor"}, "critic_loss": {"critic"}, "alpha_loss": {"temperature"},
                 "cql_loss": {"critic"}, "alpha_prime_loss": {"log_alpha_prime"}}

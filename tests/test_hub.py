@@ -1,6 +1,5 @@
 """seqrl checkpoints and datasets through the real huggingface_hub client and the local test Hub."""
 
-import json
 
 import numpy as np
 import pytest

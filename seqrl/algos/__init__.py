@@ -8,11 +8,14 @@ from typing import Any
 from seqrl.algos.awac import AWAC, AWACConfig
 from seqrl.algos.base import OfflineAlgorithm, OfflineConfig, soft_update
 from seqrl.algos.bc import BC, BCConfig
+from seqrl.algos.combo import COMBO, COMBOConfig
 from seqrl.algos.cql import CQL, CQLConfig
 from seqrl.algos.iql import IQL, IQLConfig
+from seqrl.algos.mopo import MOPO, MOPOConfig
 from seqrl.algos.sac import SAC, SACConfig
 
-ALGORITHMS: dict[str, type[OfflineAlgorithm]] = {"bc": BC, "cql": CQL, "iql": IQL, "awac": AWAC, "sac": SAC}
+ALGORITHMS: dict[str, type[OfflineAlgorithm]] = {"bc": BC, "cql": CQL, "iql": IQL, "awac": AWAC, "sac": SAC,
+                                                "mopo": MOPO, "combo": COMBO}
 
 
 def config_from_dict(d: dict[str, Any]) -> OfflineConfig:
@@ -27,6 +30,6 @@ def build_algorithm(config: OfflineConfig, obs_dim: int, act_dim: int, **kwargs
 
 
 __all__ = [
-    "ALGORITHMS", "AWAC", "AWACConfig", "BC", "BCConfig", "CQL", "CQLConfig", "IQL", "IQLConfig",
+    "ALGORITHMS", "AWAC", "AWACConfig", "BC", "BCConfig", "COMBO", "COMBOConfig", "CQL", "CQLConfig", "IQL", "IQLConfig", "MOPO", "MOPOConfig",
     "OfflineAlgorithm", "OfflineConfig", "SAC", "SACConfig", "build_algorithm", "config_from_dict", "soft_update",
 ]

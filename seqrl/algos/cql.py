@@ -95,6 +95,10 @@ class CQL(SAC):
         rand_act = self._uniform_actions(act.shape[0], self.config.cql_n_actions, act)
         return torch.cat([rand_act, samples.next, samples.current], dim=1)
 
+    def conservative_difference(self, batch, gap: Tensor, ood_q: Tensor, q_data: Tensor) -> Tensor:
+        """The penalty's batch average per critic [E] (COMBO changes which rows go down and up)."""
+        return gap.clamp(self.config.cql_clip_diff_min, self.config.cql_clip_diff_max).mean(-1)
+
     def critic_penalty(self, batch, q: Tensor, samples: PolicySamples):
         c = self.config
         log_density = None
@@ -102,7 +106,7 @@ class CQL(SAC):
             log_density = torch.cat([q.new_full(samples.next_log_pi.shape, self.log_uniform_density),
                                      samples.next_log_pi, samples.current_log_pi], dim=1)
         gap, ood_q = conservative_gap(q, log_density, c.cql_temp)
-        cql_diff = gap.clamp(c.cql_clip_diff_min, c.cql_clip_diff_max).mean(-1)  # [E]
+        cql_diff = self.conservative_difference(batch, gap, ood_q, q[..., 0])  # [E]
 
         if c.cql_lagrange:  # alpha' grows while the gap exceeds the target, critics see it fixed
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)

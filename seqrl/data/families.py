@@ -25,7 +25,6 @@ of the uniform random policy, ``ref_max_score`` of the expert checkpoint acting 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 

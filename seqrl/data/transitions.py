@@ -84,6 +84,15 @@ class TransitionBuffer:
         idx = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
         return {name: getattr(self, name)[idx] for name in self.FIELDS}
 
+    def raw_transitions(self) -> dict[str, torch.Tensor]:
+        """Every row with observations and rewards as the environment gives them (actions stay in
+        [-1, 1]): what a dynamics model learns."""
+        mean = torch.as_tensor(self.obs_mean, device=self.device)
+        std = torch.as_tensor(self.obs_std, device=self.device)
+        return {"observations": self.observations * std + mean, "actions": self.actions,
+                "rewards": self.rewards / self.reward_multiplier,
+                "next_observations": self.next_observations * std + mean, "terminals": self.terminals}
+
     def normalize_observations(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - torch.as_tensor(self.obs_mean, device=obs.device)) / torch.as_tensor(self.obs_std, device=obs.device)
 
@@ -137,19 +146,25 @@ class ReplayBuffer:
         return self.size
 
     def add(self, observation, action, reward, next_observation, terminated, truncated) -> None:
-        """One transition (1-d observation/action, scalar flags) or a batch of rows."""
-        obs = torch.as_tensor(np.asarray(observation, np.float32), device=self.device).reshape(-1, self.obs_dim)
+        """One transition (1-d observation/action, scalar flags) or a batch of rows (numpy or
+        tensors; tensors already on the device are written without a host copy)."""
+        def rows_of(x, *shape):
+            t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, np.float32))
+            return t.to(device=self.device, dtype=torch.float32).reshape(-1, *shape)
+
+        obs = rows_of(observation, self.obs_dim)
         n = obs.shape[0]
+        if n == 0:
+            return
         if n > self.capacity:
             raise DataError(f"cannot add {n} rows to a replay buffer of capacity {self.capacity}")
         values = {
             "observations": obs,
-            "actions": torch.as_tensor(np.asarray(action, np.float32), device=self.device).reshape(n, self.act_dim),
-            "rewards": torch.as_tensor(np.asarray(reward, np.float32), device=self.device).reshape(n),
-            "next_observations": torch.as_tensor(np.asarray(next_observation, np.float32),
-                                                 device=self.device).reshape(n, self.obs_dim),
-            "terminals": torch.as_tensor(np.asarray(terminated, np.float32), device=self.device).reshape(n),
-            "truncations": torch.as_tensor(np.asarray(truncated, np.float32), device=self.device).reshape(n),
+            "actions": rows_of(action, self.act_dim),
+            "rewards": rows_of(reward).reshape(n),
+            "next_observations": rows_of(next_observation, self.obs_dim),
+            "terminals": rows_of(terminated).reshape(n),
+            "truncations": rows_of(truncated).reshape(n),
         }
         rows = (self.position + torch.arange(n, device=self.device)) % self.capacity if n > 1 else self.position
         for name, value in values.items():

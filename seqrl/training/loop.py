@@ -6,7 +6,8 @@ A learner is anything with
     state_dict() / load_state_dict(state)       everything needed to resume exactly
 and the batches come from a `BatchSource` (`next_batch()`, `state_dict()`, `load_state_dict()`),
 so both the Trajectory Transformer (token windows) and the value-based methods (transition
-buffer) run through the same loop.
+buffer) run through the same loop. A learner whose `finished` attribute turns true (the dynamics
+ensemble's early stopping) ends the run at that step.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class LoopConfig:
     eval_every: int = 0            # 0: evaluate only at the end (when an evaluator is given)
     keep_checkpoints: int = 2
     progress: bool = True
+    progress_desc: str = "training"
     reuse_freed_memory: bool = True  # glibc heap thresholds for step-to-step reuse (seqrl/cpu/memory.py)
     extra_log: dict = field(default_factory=dict)
 
@@ -238,16 +240,19 @@ def train(
     last_eval: dict[str, float] = {}
     pending: list[dict[str, torch.Tensor]] = []
     bar = tqdm(total=config.max_steps, initial=start, disable=not (is_main and config.progress),
-               desc="training", dynamic_ncols=True)
+               desc=config.progress_desc, dynamic_ncols=True)
     t_last, step = time.perf_counter(), start
     interval = 0  # loop steps since the last log
-    for step in range(start, config.max_steps):
+    end = start if getattr(learner, "finished", False) else config.max_steps  # a finished run stays finished
+    for step in range(start, end):
         metrics = learner.train_step(source.next_batch())
         if metrics:  # an online step before learning starts has none
             pending.append(metrics)
         interval += 1
         done = step + 1
-        if done % config.log_every == 0 or done == config.max_steps:
+        if getattr(learner, "finished", False):
+            end = done
+        if done % config.log_every == 0 or done == end:
             # One host sync per log interval: average the pending metrics here (a metric only some
             # steps report, e.g. online episode returns, is averaged over those steps).
             keys = dict.fromkeys(k for m in pending for k in m)
@@ -265,19 +270,20 @@ def train(
                 on_log(done, logged)
             bar.set_postfix({k: f"{v:.4g}" for k, v in list(logged.items())[:3]})
         bar.update(1)
-        if evaluate is not None and config.eval_every and done % config.eval_every == 0 and done != config.max_steps:
+        if done == end:
+            break
+        if evaluate is not None and config.eval_every and done % config.eval_every == 0:
             last_eval = _run_eval(evaluate, done, writer, is_main)
             logs["evaluations"].append({"step": done, **last_eval})
-        if config.save_every and done % config.save_every == 0 and done != config.max_steps:
+        if config.save_every and done % config.save_every == 0:
             save_checkpoint(output_dir, done, learner, source, accelerator, config.keep_checkpoints, logs, run)
     bar.close()
     final = None
-    if config.max_steps > start:
-        final = save_checkpoint(output_dir, config.max_steps, learner, source, accelerator, config.keep_checkpoints,
-                                logs, run)
+    if end > start:
+        final = save_checkpoint(output_dir, end, learner, source, accelerator, config.keep_checkpoints, logs, run)
     if evaluate is not None:
-        last_eval = _run_eval(evaluate, config.max_steps, writer, is_main)
-        logs["evaluations"].append({"step": config.max_steps, **last_eval})
+        last_eval = _run_eval(evaluate, end, writer, is_main)
+        logs["evaluations"].append({"step": end, **last_eval})
         if final is not None and is_main:  # saved before evaluating (an env failure loses no training): add it
             atomic_write_text(final / LOGS_FILE, json.dumps(logs))
     if writer is not None:
@@ -285,7 +291,7 @@ def train(
     if is_main:
         atomic_write_text(output_dir / "train_history.json", json.dumps(history, indent=1))
         atomic_write_text(output_dir / "eval_history.json", json.dumps(logs["evaluations"], indent=1))
-    return {"history": history, "evaluations": logs["evaluations"], "eval": last_eval, "steps": config.max_steps}
+    return {"history": history, "evaluations": logs["evaluations"], "eval": last_eval, "steps": end}
 
 
 def _run_eval(evaluate, step, writer, is_main) -> dict[str, float]:

@@ -5,6 +5,8 @@ checkpoint -> evaluation, for every algorithm, the Trajectory Transformer includ
     main("iql", ["--dataset", "seqrl/hopper/medium-v0", "--max_steps", "10000"])
     main("sac", ["--online", "--env", "Hopper-v5"])
     main("tt", [...])     # also under `accelerate launch` (recipes/train_tt.py), multi-process
+    main("mopo", [...])   # MOPO / COMBO: fit (or load, --dynamics) the dynamics ensemble, then the policy
+    main("dynamics", [...])  # the ensemble alone (seqrl.training.dynamics)
 
 The command line of a value-based run has the run options below plus every field of the
 algorithm's config dataclass; TT's is `TTConfig`. Defaults come from the YAML the package ships
@@ -19,21 +21,21 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from seqrl.algos import ALGORITHMS, build_algorithm
 from seqrl.algos.tt import TTConfig, TTLearner, WindowBatches, official_updates
 from seqrl.config import ConfigError, check_ranges, combine, parse_config, split, to_dict
-from seqrl.data import (BufferConfig, DataError, EpisodeDataset, TokenizerConfig, TokenWindows, TransitionBuffer,
-                        load_dataset)
+from seqrl.data import BufferConfig, DataError, TokenizerConfig, TokenWindows, TransitionBuffer
 from seqrl.evaluation import EVAL_SEED, EvaluationError, check_env_spaces, evaluation_env
 from seqrl.hub import CheckpointError, TrajectoryModel, evaluation_line, save_pretrained, save_training_metrics
 from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, TrajectoryTransformerModel
 from seqrl.plotting import plot_runs
 from seqrl.resources import ResourceError, default_config, has_resource
 from seqrl.threads import configure_threads
+from seqrl.training.datasets import dataset_metadata, load_episodes, time_limit
+from seqrl.training.dynamics import fit_dynamics, load_dynamics_for, train_dynamics
 from seqrl.training.loop import LoopConfig, ResumeError, seed_everything, train
 
 TT = "tt"
@@ -51,60 +53,6 @@ def one_line_errors():
         yield
     except USER_ERRORS as err:
         raise SystemExit(f"error: {err}") from None
-
-
-def dataset_metadata(episodes: EpisodeDataset, source: str) -> dict[str, Any]:
-    """What every checkpoint records about the data it learned from and the env it acts in."""
-    meta = episodes.metadata
-    return {
-        "env_id": episodes.env_id, "env_kwargs": meta.get("env_kwargs", {}),
-        "max_episode_steps": meta.get("max_episode_steps"), "eval_env": meta.get("eval_env"),
-        "env_module": meta.get("env_module"),
-        "action_low": meta.get("action_low"), "action_high": meta.get("action_high"),
-        "ref_min_score": meta.get("ref_min_score"), "ref_max_score": meta.get("ref_max_score"),
-        "ref_source": meta.get("ref_source") if meta.get("ref_max_score") is not None else None,
-        "dataset": {"source": meta.get("source", source), "file": meta.get("file"), "sha256": meta.get("sha256"),
-                    **episodes.summary().as_dict()},
-    }
-
-
-def load_episodes(source: str, env_id: str = "", ref_min_score: float | None = None,
-                  ref_max_score: float | None = None) -> EpisodeDataset:
-    """The dataset; `env_id` replaces the environment it records (evaluation then uses that env),
-    reference scores given by the user replace the dataset's (both or neither)."""
-    if (ref_min_score is None) != (ref_max_score is None):
-        raise DataError("give both --ref_min_score and --ref_max_score, or neither")
-    if ref_min_score is not None and ref_min_score >= ref_max_score:
-        raise DataError(f"--ref_min_score {ref_min_score} must be below --ref_max_score {ref_max_score}")
-    episodes = load_dataset(source)
-    if env_id:
-        episodes.metadata["env_id"] = env_id
-        episodes.metadata.pop("eval_env", None)
-        episodes.metadata.pop("env_module", None)
-        if ref_min_score is None and episodes.metadata.get("ref_source", "").startswith("D4RL"):
-            # D4RL's references describe D4RL's environment only
-            episodes.metadata.update(ref_min_score=None, ref_max_score=None, ref_source=None)
-    if ref_min_score is not None:
-        episodes.metadata.update(ref_min_score=float(ref_min_score), ref_max_score=float(ref_max_score),
-                                 ref_source="given by the user (--ref_min_score/--ref_max_score)")
-    return episodes
-
-
-def time_limit(episodes: EpisodeDataset) -> int | None:
-    """The episodes' time limit: recorded with the data, else the env's registered one (a D4RL-style
-    file without metadata would otherwise fall back to its longest episode)."""
-    limit = episodes.metadata.get("max_episode_steps")
-    if limit is None and episodes.env_id:
-        import gymnasium as gym
-
-        try:
-            limit = gym.spec(episodes.env_id).max_episode_steps
-        except gym.error.Error:
-            limit = None
-    if limit is None:
-        print(f"warning: no time limit recorded for the data or its env; TT's max_path_length is the longest "
-              f"episode ({int(episodes.episode_bounds()[1].max())}); pass --max_path_length to set it")
-    return limit
 
 
 def _default_yaml(algorithm: str, online: bool) -> str | None:
@@ -185,6 +133,8 @@ class BufferBatches:
 
 
 ONLINE_ALGORITHMS = ("sac", "cql")
+MODEL_BASED = ("mopo", "combo")
+DYNAMICS = "dynamics"
 
 
 def _make_evaluator(algo, cfg, env: dict, metadata: dict, out: Path):
@@ -213,11 +163,13 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
     """Train `algorithm` ("tt" or a value-based one: bc, sac, cql, iql, awac) from a command line."""
     if argv is None:
         argv = sys.argv[1:]
-    if algorithm not in (TT, *ALGORITHMS):
-        raise SystemExit(f"error: unknown algorithm {algorithm!r}; seqrl trains {', '.join([TT, *ALGORITHMS])}")
+    if algorithm not in (TT, DYNAMICS, *ALGORITHMS):
+        raise SystemExit(f"error: unknown algorithm {algorithm!r}; seqrl trains {', '.join([TT, DYNAMICS, *ALGORITHMS])}")
     with one_line_errors():
         if algorithm == TT:
             return train_tt(argv, description)
+        if algorithm == DYNAMICS:
+            return train_dynamics(argv, description)
         return train_value_based(algorithm, argv, description)
 
 
@@ -227,15 +179,21 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
                        default_config=_default_yaml(algorithm, "--online" in argv))
     check_ranges(cfg, VALUE_MINIMUMS)
     print(f"torch threads: {configure_threads(cfg.threads)}")
-    algo_config = split(cfg, algo_cls)
+    try:
+        algo_config = split(cfg, algo_cls)
+    except ValueError as err:  # the config's own checks (e.g. MOPO's penalty name)
+        raise ConfigError(str(err)) from None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     if cfg.online and algorithm not in ONLINE_ALGORITHMS:
         raise SystemExit(f"--online trains {', '.join(ONLINE_ALGORITHMS)}; {algorithm} learns from a dataset only")
     seed_everything(algo_config.seed)
+    out = Path(cfg.output_dir or (f"outputs/{algorithm}/{(cfg.env_id or 'InvertedPendulum-v5').lower()}-online"
+                                  if cfg.online else f"outputs/{algorithm}/{Path(cfg.dataset).name}"))
     run = _online_run(cfg, algo_config, device) if cfg.online else _offline_run(cfg, algo_config, device)
     algo, source, learner, metadata, env = run
-    out = Path(cfg.output_dir or (f"outputs/{algorithm}/{env['env_id'].lower()}-online" if cfg.online
-                                  else f"outputs/{algorithm}/{Path(cfg.dataset).name}"))
+    dynamics = None
+    if algorithm in MODEL_BASED:
+        source, learner, dynamics = _model_based(cfg, algo_config, algo, source.buffer, metadata, out)
     unit = "environment steps" if cfg.online else "updates"
     print(f"{algorithm}: {sum(p.numel() for p in algo.parameters()):,} parameters, "
           f"{algo_config.max_steps:,} {unit} of batch {algo_config.batch_size} on {device}")
@@ -260,6 +218,8 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
     evaluation = evaluation_line(metadata)
     algo.metadata = metadata
     save_pretrained(algo.eval(), out / "model")
+    if dynamics is not None:  # MOPO / COMBO checkpoints carry their model
+        save_pretrained(dynamics, out / "model" / "dynamics")
     print(f"saved {out / 'model'}" + (f" | {evaluation}" if evaluation else ""))
     print(f"curves: {plot_runs([out], out / 'curves.png')}")
     return {**result, "output_dir": str(out)}
@@ -283,6 +243,44 @@ def _offline_run(cfg, algo_config, device):
     if env and cfg.eval_episodes > 0:  # a dataset of another env would fail only after the whole budget
         check_env_spaces(env, episodes.observation_dim, episodes.action_dim, f"the dataset {cfg.dataset}")
     return algo, BufferBatches(buffer, algo_config.batch_size), AlgorithmLearner(algo), metadata, env
+
+
+def _model_based(cfg, algo_config, algo, buffer, metadata, out: Path):
+    """MOPO / COMBO: the environment's termination rule, the dynamics ensemble (given, fitted before
+    in this output dir, or fitted now: resumable per epoch), and the mixed real/model batch source."""
+    from seqrl.algos.model_based import ModelBasedLearner, ModelRollouts
+    from seqrl.data.termination import termination_function
+    from seqrl.models.dynamics import DynamicsConfig
+
+    env_id = metadata.get("env_id")
+    if not env_id:
+        raise DataError("MOPO / COMBO need the environment's termination rule: the dataset records no env (pass --env_id)")
+    try:
+        terminated = termination_function(env_id, metadata.get("env_kwargs") or {})
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    saved = out / "dynamics"
+    obs_dim, act_dim = buffer.observations.shape[1], buffer.actions.shape[1]
+    if algo_config.dynamics:
+        dynamics = load_dynamics_for(algo_config.dynamics, obs_dim, act_dim, env_id, buffer.device)
+        print(f"dynamics: {algo_config.dynamics} (elites {dynamics.elites.tolist()})")
+    elif (saved / "seqrl.json").exists() and cfg.resume:
+        dynamics = load_dynamics_for(str(saved), obs_dim, act_dim, env_id, buffer.device)
+        print(f"dynamics: fitted earlier in this run ({saved})")
+    else:
+        config = DynamicsConfig(seed=algo_config.seed, max_epochs=algo_config.dynamics_max_epochs)
+        print(f"dynamics: fitting {config.ensemble_size} members on {len(buffer):,} transitions "
+              f"(checkpoints and TensorBoard in {out / 'dynamics_fit'})")
+        meta = {k: metadata[k] for k in ("env_id", "env_kwargs", "max_episode_steps", "dataset") if k in metadata}
+        dynamics = fit_dynamics(buffer, config, out / "dynamics_fit", resume=cfg.resume, metadata=meta,
+                                identity={"data": cfg.dataset})
+        save_pretrained(dynamics, saved)
+        print(f"dynamics: {dynamics.metadata['training']['epochs']} epochs, elites {dynamics.elites.tolist()}, "
+              f"elite holdout MSE {dynamics.metadata['training']['elite_holdout_mse']:.4g}")
+    metadata["dynamics"] = {"source": algo_config.dynamics or "fitted in this run",
+                            "training": dynamics.metadata.get("training")}
+    source = ModelRollouts(buffer, dynamics, algo, terminated, algo_config, algo_config.batch_size, algo_config.seed)
+    return source, ModelBasedLearner(algo, source), dynamics
 
 
 def _online_run(cfg, algo_config, device):
