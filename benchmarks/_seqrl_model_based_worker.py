@@ -124,11 +124,13 @@ def main() -> None:
 
     mopo.config.rollout_batch_size = 50_000
     out["mopo_update"] = updates(mopo, 0.05, args.steps)
-    combo = COMBO(COMBOConfig(hidden_dims=(256, 256), rollout_batch_size=50_000, rollout_length=args.horizon,
-                              batch_size=256), obs.shape[1], actions.shape[1],
-                  obs_mean=buffer.obs_mean, obs_std=buffer.obs_std)
-    if args.combo_steps:
-        out["combo_update"] = updates(combo, 0.5, args.combo_steps)
+    # "model": push down at the model rows only, d3rlpy 1.1.1's work; "mix" (seqrl's default): every row
+    for states, key in (("model", "combo_update"), ("mix", "combo_mix_update")):
+        combo = COMBO(COMBOConfig(hidden_dims=(256, 256), rollout_batch_size=50_000, rollout_length=args.horizon,
+                                  batch_size=256, combo_states=states), obs.shape[1], actions.shape[1],
+                      obs_mean=buffer.obs_mean, obs_std=buffer.obs_std)
+        if args.combo_steps:
+            out[key] = updates(combo, 0.5, args.combo_steps)
     print(json.dumps(out))
 
 

@@ -13,8 +13,14 @@ gymnasium 1.0 / mujoco 3.2.7, whose Hopper-v5 drifts apart from the one the data
 few hundred steps), on the same reset seeds (10,000 + k), normalized with the dataset's reference
 scores. d3rlpy's return in its own env is kept in each cell as `own_env_return_mean`.
 
+MOPO and COMBO are seqrl-only rows (d3rlpy 2.x has neither): each dataset's dynamics ensemble is
+fitted once (seed 0, early stopping or --dynamics-epochs) and shared by the MOPO and COMBO cells of
+every seed through `--dynamics`; each reads its dataset's own YAML,
+`recipes/configs/<algo>/v5-short-<env>-<quality>.yaml`, with the references' (h, lambda / beta).
+
     python benchmarks/quality.py                                    # hopper medium + medium-replay, 3 seeds
     python benchmarks/quality.py --datasets seqrl/walker2d/medium-v0 --algos iql,bc --seeds 0,1,2,3,4
+    python benchmarks/quality.py --datasets seqrl/hopper/medium-v0 --algos mopo,combo --libs seqrl
     python benchmarks/quality.py --table                            # print the markdown table of what is done
 """
 
@@ -36,13 +42,23 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 DEFAULT_DATASETS = "seqrl/hopper/medium-v0,seqrl/hopper/medium-replay-v0"
-DEFAULT_STEPS = {"bc": 10_000, "iql": 10_000, "awac": 10_000, "cql": 3_000, "tt": 2_000}
+DEFAULT_STEPS = {"bc": 10_000, "iql": 10_000, "awac": 10_000, "cql": 3_000, "tt": 2_000, "mopo": 10_000, "combo": 3_000}
+MODEL_BASED = ("mopo", "combo")  # seqrl only: d3rlpy 2.x has neither (1.1.1 runs on the old gym)
+DYNAMICS_EPOCHS = 30  # the ensemble's CPU budget per dataset (references: until early stopping)
 SEQRL_CELL = '''
 import json, sys, torch
 torch.set_num_threads({threads})
 from seqrl.training.run import main
 r = main("{algo}", {argv!r})
 print("RESULT " + json.dumps({{"eval": r["eval"], "evaluations": r["evaluations"]}}))
+'''
+
+DYNAMICS_CELL = '''
+import json, sys, torch
+torch.set_num_threads({threads})
+from seqrl.training.run import main
+r = main("dynamics", {argv!r})
+print("RESULT " + json.dumps(r["model"].metadata["training"]))
 '''
 
 
@@ -73,11 +89,32 @@ def run(cmd: list[str], threads: int) -> dict:
     return json.loads(lines[-1][7:])
 
 
-def seqrl_cell(algo, dataset, seed, steps, episodes, threads, out_dir) -> dict:
-    config = ROOT / "recipes" / "configs" / algo / "v5-short.yaml"
-    argv = ["--config", str(config), "--dataset", dataset, "--max_steps", str(steps), "--seed", str(seed),
-            "--eval_episodes", str(episodes), "--eval_every", "0", "--save_every", str(steps),
+def seqrl_config(algo: str, dataset: str) -> Path:
+    """The dataset's own v5-short YAML where the method has per-dataset settings (MOPO's (h, lambda),
+    COMBO's (h, beta)), else the method's one v5-short YAML."""
+    folder = ROOT / "recipes" / "configs" / algo
+    env, quality = dataset.split("/")[1:3]
+    own = folder / f"v5-short-{env}-{quality.rsplit('-v', 1)[0]}.yaml"
+    return own if own.exists() else folder / "v5-short.yaml"
+
+
+def ensure_dynamics(dataset: str, work: Path, threads: int, epochs: int) -> Path:
+    """One dynamics ensemble per dataset (seed 0), fitted once and shared by the MOPO and COMBO cells
+    of every seed: the cells' spread is then the policy's, and each cell saves the fit's minutes."""
+    out = work / f"dynamics_{dataset.replace('/', '_')}"
+    if not (out / "model" / "seqrl.json").exists():
+        argv = ["--dataset", dataset, "--output_dir", str(out), "--max_epochs", str(epochs), "--seed", "0",
+                "--threads", str(threads), "--resume"]
+        run([sys.executable, "-c", DYNAMICS_CELL.format(threads=threads, argv=argv)], threads)
+    return out / "model"
+
+
+def seqrl_cell(algo, dataset, seed, steps, episodes, threads, out_dir, dynamics: Path | None = None) -> dict:
+    argv = ["--config", str(seqrl_config(algo, dataset)), "--dataset", dataset, "--max_steps", str(steps),
+            "--seed", str(seed), "--eval_episodes", str(episodes), "--eval_every", "0", "--save_every", str(steps),
             "--output_dir", str(out_dir), "--no-resume", "--threads", str(threads)]
+    if dynamics is not None:
+        argv += ["--dynamics", str(dynamics)]
     res = run([sys.executable, "-c", SEQRL_CELL.format(threads=threads, algo=algo, argv=argv)], threads)
     ev = res["eval"]
     return {"return_mean": ev["return_mean"], "return_stderr": ev["return_stderr"],
@@ -136,12 +173,12 @@ def table(results: Path) -> str:
         meta = load_dataset(dataset)
         lo, hi = meta.metadata["ref_min_score"], meta.metadata["ref_max_score"]
         data_norm = 100 * (meta.summary().return_mean - lo) / (hi - lo)
-        for algo in ("bc", "cql", "iql", "awac", "tt"):
+        for algo in ("bc", "cql", "iql", "awac", "tt", *MODEL_BASED):
             row = []
             for lib in ("seqrl", "d3rlpy"):
                 scores = [c["normalized_score"] for c in groups.get((dataset, algo, lib), [])]
                 if not scores:
-                    row.append("–")
+                    row.append("n/a (not in d3rlpy 2.x)" if lib == "d3rlpy" and algo in MODEL_BASED else "–")
                     continue
                 se = np.std(scores, ddof=1) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
                 each = ", ".join(f"{x:.1f}" for x in scores)
@@ -157,11 +194,13 @@ def table(results: Path) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=DEFAULT_DATASETS)
-    p.add_argument("--algos", default="bc,iql,awac,cql")
+    p.add_argument("--algos", default="bc,iql,awac,cql", help="any of bc, iql, awac, cql, tt, mopo, combo (the last three seqrl only)")
     p.add_argument("--libs", default="seqrl,d3rlpy")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", default="", help="per algorithm, e.g. iql=20000,cql=5000 (defaults: %s)" % DEFAULT_STEPS)
     p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--dynamics-epochs", type=int, default=DYNAMICS_EPOCHS,
+                   help="most epochs of the one dynamics fit per dataset that MOPO and COMBO share")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=str(HERE / "results" / "quality"))
     p.add_argument("--table", action="store_true", help="only print the table of finished cells")
@@ -186,7 +225,7 @@ def main() -> None:
         for seed in map(int, args.seeds.split(",")):
             for algo in args.algos.split(","):
                 for lib in libs:
-                    if lib == "d3rlpy" and algo == "tt":
+                    if lib == "d3rlpy" and algo in ("tt", *MODEL_BASED):
                         continue
                     path = cell_path(results, lib, algo, dataset, seed)
                     if path.exists():
@@ -195,8 +234,10 @@ def main() -> None:
                     if lib == "seqrl" and algo == "tt":
                         res = tt_cell(dataset, seed, steps[algo], args.episodes, args.threads, work / f"run_tt_{dataset.replace('/', '_')}_{seed}")
                     elif lib == "seqrl":
+                        dynamics = (ensure_dynamics(dataset, work, args.threads, args.dynamics_epochs)
+                                    if algo in MODEL_BASED else None)
                         res = seqrl_cell(algo, dataset, seed, steps[algo], args.episodes, args.threads,
-                                         work / f"run_{algo}_{dataset.replace('/', '_')}_{seed}")
+                                         work / f"run_{algo}_{dataset.replace('/', '_')}_{seed}", dynamics)
                     else:
                         res = d3rlpy_cell(python, algo, dataset, seed, steps[algo], args.episodes, args.threads, npz, meta)
                     res |= {"lib": lib, "algo": algo, "dataset": dataset, "seed": seed, "steps": steps[algo],

@@ -18,14 +18,9 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from seqrl.algos.cql import CQL, CQLConfig
-from seqrl.algos.model_based import ModelBasedFields
+from seqrl.algos.model_based import ModelBasedFields, real_row_count
 
 COMBO_STATES = ("mix", "model")
-
-
-def masked_mean(x: Tensor, weights: Tensor) -> Tensor:
-    """Mean over the last dim of x [E, B] over the rows where weights [B] is 1 (no host sync)."""
-    return (x * weights).sum(-1) / weights.sum().clamp_min(1.0)
 
 
 @dataclass
@@ -53,8 +48,14 @@ class COMBOConfig(ModelBasedFields, CQLConfig):
 class COMBO(CQL):
     config_class = COMBOConfig
 
+    def penalty_rows(self, batch) -> slice | None:
+        # Real rows come first in a mixed batch: "model" evaluates the sampled actions only after them.
+        if self.config.combo_states == "mix":
+            return None
+        return slice(real_row_count(batch["rewards"].shape[0], self.config.real_ratio), None)
+
     def conservative_difference(self, batch, gap: Tensor, ood_q: Tensor, q_data: Tensor) -> Tensor:
-        """E_rho[logsumexp Q(s, .)] - E_real[Q(s, a)] per critic [E]."""
+        """E_rho[logsumexp Q(s, .)] - E_real[Q(s, a)] per critic [E]; ood_q covers the push-down rows."""
         real = batch["real_rows"]
-        down = masked_mean(ood_q, real.new_ones(real.shape) if self.config.combo_states == "mix" else 1.0 - real)
-        return down - masked_mean(q_data, real)
+        down = ood_q.sum(-1) / max(ood_q.shape[-1], 1)   # no model rows: nothing pushed down
+        return down - (q_data * real).sum(-1) / real.sum().clamp_min(1.0)

@@ -99,14 +99,15 @@ class CQL(SAC):
         """The penalty's batch average per critic [E] (COMBO changes which rows go down and up)."""
         return gap.clamp(self.config.cql_clip_diff_min, self.config.cql_clip_diff_max).mean(-1)
 
-    def critic_penalty(self, batch, q: Tensor, samples: PolicySamples):
+    def critic_penalty(self, batch, q_data: Tensor, q_sampled: Tensor, samples: PolicySamples, rows):
         c = self.config
         log_density = None
         if c.cql_importance_sample:  # subtract each sampler's log density
-            log_density = torch.cat([q.new_full(samples.next_log_pi.shape, self.log_uniform_density),
+            log_density = torch.cat([q_sampled.new_full(samples.next_log_pi.shape, self.log_uniform_density),
                                      samples.next_log_pi, samples.current_log_pi], dim=1)
-        gap, ood_q = conservative_gap(q, log_density, c.cql_temp)
-        cql_diff = self.conservative_difference(batch, gap, ood_q, q[..., 0])  # [E]
+        q_at_rows = q_data if rows is None else q_data[:, rows]
+        gap, ood_q = conservative_gap(torch.cat([q_at_rows[..., None], q_sampled], dim=-1), log_density, c.cql_temp)
+        cql_diff = self.conservative_difference(batch, gap, ood_q, q_data)  # [E]
 
         if c.cql_lagrange:  # alpha' grows while the gap exceeds the target, critics see it fixed
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
@@ -114,6 +115,6 @@ class CQL(SAC):
             terms = {"cql_loss": (alpha_prime.detach() * c.cql_alpha * (cql_diff - target)).sum(),
                      "alpha_prime_loss": -0.5 * (alpha_prime * c.cql_alpha * (cql_diff.detach() - target)).sum()}
         else:
-            alpha_prime = q.new_zeros(())
+            alpha_prime = q_data.new_zeros(())
             terms = {"cql_loss": c.cql_alpha * cql_diff.sum(), "alpha_prime_loss": alpha_prime}
         return terms, dict(cql_diff=cql_diff, ood_q=ood_q, alpha_prime=alpha_prime)

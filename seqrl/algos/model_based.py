@@ -89,6 +89,11 @@ def rollout(dynamics: DynamicsEnsemble, actor, start: Tensor, horizon: int, term
     return out, stats
 
 
+def real_row_count(batch_size: int, real_ratio: float) -> int:
+    """Real rows at the head of a mixed batch (OfflineRL-Kit: int(), 12 of 256 at 0.05)."""
+    return int(batch_size * real_ratio)
+
+
 class ModelRollouts:
     """The training loop's batch source for MOPO / COMBO: real rows from `real`, model rows from a
     FIFO buffer refilled by `rollout` every `rollout_freq` batches. `metrics` holds the last
@@ -105,7 +110,7 @@ class ModelRollouts:
         self.generator = torch.Generator(device=device).manual_seed(seed + 2)
         self.obs_mean = torch.as_tensor(real.obs_mean, device=device)
         self.obs_std = torch.as_tensor(real.obs_std, device=device)
-        self.n_real = int(batch_size * config.real_ratio)  # OfflineRL-Kit: int(), 12 of 256 at 0.05
+        self.n_real = real_row_count(batch_size, config.real_ratio)
         self.batches = 0
         self.metrics: dict[str, Tensor] = {}
 

@@ -100,6 +100,12 @@ class PolicySamples:
     next: Tensor  # [B, n, A] at s'
     next_log_pi: Tensor
 
+    def rows(self, rows: slice | None) -> "PolicySamples":
+        """The samples of the rows `rows` (None: all)."""
+        if rows is None:
+            return self
+        return PolicySamples(self.current[rows], self.current_log_pi[rows], self.next[rows], self.next_log_pi[rows])
+
 
 class SAC(OfflineAlgorithm):
     config_class = SACConfig
@@ -161,8 +167,13 @@ class SAC(OfflineAlgorithm):
         """Further actions [B, K, A] at which Q(s, .) is evaluated in the same pass as the data's."""
         return None
 
-    def critic_penalty(self, batch, q: Tensor, samples: PolicySamples) -> tuple[dict, dict]:
-        """Extra critic loss terms from Q(s, .) [E, B, 1 + K] (column 0: the data action)."""
+    def penalty_rows(self, batch: dict[str, Tensor]) -> slice | None:
+        """The rows at which the sampled actions are evaluated (None: every row; COMBO: model rows)."""
+        return None
+
+    def critic_penalty(self, batch, q_data: Tensor, q_sampled: Tensor | None, samples: PolicySamples,
+                       rows: slice | None) -> tuple[dict, dict]:
+        """Extra critic loss terms from Q(s, a_data) [E, B] and Q(s, sampled) [E, B', K] at `rows`."""
         return {}, {}
 
     # the update -------------------------------------------------------------------------------
@@ -204,15 +215,18 @@ class SAC(OfflineAlgorithm):
 
         samples = PolicySamples(pi_act[:, 1:].detach(), pi_logp[:, 1:].detach(),
                                 next_act[:, :n], next_logp[:, :n])
-        more = self.critic_sample_actions(batch, samples)
+        more, rows = self.critic_sample_actions(batch, samples), self.penalty_rows(batch)
         if more is None:
-            q = self.critic(obs, act)[..., None]  # [E, B, 1]
-        else:
-            q = self.critic(obs, torch.cat([act[:, None], more], dim=1))  # [E, B, 1 + K]
-        terms["critic_loss"] = critic_td_loss(q[..., 0], td_target)
-        penalty, extra = self.critic_penalty(batch, q, samples)
+            q_data, q_sampled = self.critic(obs, act), None  # [E, B]
+        elif rows is None:  # one pass over [data | sampled] actions: [E, B, 1 + K]
+            q = self.critic(obs, torch.cat([act[:, None], more], dim=1))
+            q_data, q_sampled = q[..., 0], q[..., 1:]
+        else:  # the sampled actions only where the penalty reads them
+            q_data, q_sampled = self.critic(obs, act), self.critic(obs[rows], more[rows])
+        terms["critic_loss"] = critic_td_loss(q_data, td_target)
+        penalty, extra = self.critic_penalty(batch, q_data, q_sampled, samples.rows(rows), rows)
         terms |= penalty
-        aux = dict(alpha=alpha, log_pi=log_pi, q_data=q[..., 0], td_target=td_target, **extra)
+        aux = dict(alpha=alpha, log_pi=log_pi, q_data=q_data, td_target=td_target, **extra)
         return terms, aux
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
