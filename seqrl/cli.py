@@ -10,6 +10,7 @@
     seqrl train mopo [OPTIONS]           model-based: MOPO or COMBO (fits the dynamics ensemble first)
     seqrl train dynamics [OPTIONS]       the dynamics ensemble alone (reuse it: --dynamics PATH)
     seqrl eval PATH_OR_REPO_ID           evaluate a value-based policy in its environment
+    seqrl ope PATH_OR_REPO_ID [--dataset ID]   estimate a policy's value from data alone (FQE)
     seqrl plot RUN_DIR [RUN_DIR ...]     training curves and evaluation returns as a PNG
     seqrl plan [OPTIONS]                 beam-search planning with a trained TT (see `seqrl plan --help`)
     seqrl push PATH REPO_ID              upload a checkpoint directory to the Hub
@@ -28,7 +29,7 @@ from pathlib import Path
 # subcommand words -> the library entry point; their arguments go to its own parser untouched
 VALUE_BASED = ("bc", "sac", "cql", "iql", "awac")
 MODEL_BASED = ("mopo", "combo")
-RUNS = {("train", "tt"): "tt", ("train", "dynamics"): "dynamics", ("plan",): "plan",
+RUNS = {("train", "tt"): "tt", ("train", "dynamics"): "dynamics", ("plan",): "plan", ("ope",): "ope",
         **{("train", algo): algo for algo in VALUE_BASED + MODEL_BASED}}
 
 
@@ -56,6 +57,10 @@ def run(words: tuple[str, ...], argv: list[str]) -> int:
             from seqrl.training.plan import main as plan
 
             plan(argv)
+        elif RUNS[words] == "ope":
+            from seqrl.training.ope import main as ope
+
+            ope(argv)
         else:
             from seqrl.training.run import main as train
 
@@ -243,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                               add_help=False)
     commands.add_parser("plan", help="plan with a trained Trajectory Transformer: see `seqrl plan --help`",
                         add_help=False)
+    commands.add_parser("ope", help="offline policy evaluation (FQE) of a value-based policy from data: "
+                                    "see `seqrl ope --help`", add_help=False)
 
     p = add(commands, "eval", "evaluate a trained value-based policy (BC, CQL, IQL, AWAC) in its environment")
     p.add_argument("checkpoint", metavar="PATH_OR_REPO_ID", help="policy directory (with seqrl.json) or Hub repo id")

@@ -80,9 +80,11 @@ class TransitionBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+    def sample(self, batch_size: int, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """A uniform batch of rows; `extra` columns (one row per transition, e.g. FQE's pi(s')) ride along."""
         idx = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
-        return {name: getattr(self, name)[idx] for name in self.FIELDS}
+        batch = {name: getattr(self, name)[idx] for name in self.FIELDS}
+        return batch | {name: column[idx] for name, column in (extra or {}).items()}
 
     def raw_transitions(self) -> dict[str, torch.Tensor]:
         """Every row with observations and rewards as the environment gives them (actions stay in
