@@ -5,7 +5,7 @@
                                          ID "all" builds every one whose behaviour policies ship
     seqrl data info ID_OR_PATH           episodes, returns and lengths of any dataset source
     seqrl train tt [OPTIONS]             train a Trajectory Transformer (see `seqrl train tt --help`)
-    seqrl train iql [OPTIONS]            train IQL offline; likewise bc, sac, cql, awac
+    seqrl train iql [OPTIONS]            train IQL offline; likewise bc, sac, cql, awac, brac
     seqrl train sac --online --env ID    SAC trained online in a gymnasium environment
     seqrl train mopo [OPTIONS]           model-based: MOPO or COMBO (fits the dynamics ensemble first)
     seqrl train dynamics [OPTIONS]       the dynamics ensemble alone (reuse it: --dynamics PATH)
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 # subcommand words -> the library entry point; their arguments go to its own parser untouched
-VALUE_BASED = ("bc", "sac", "cql", "iql", "awac")
+VALUE_BASED = ("bc", "sac", "cql", "iql", "awac", "brac")
 MODEL_BASED = ("mopo", "combo")
 RUNS = {("train", "tt"): "tt", ("train", "dynamics"): "dynamics", ("plan",): "plan", ("ope",): "ope",
         **{("train", algo): algo for algo in VALUE_BASED + MODEL_BASED}}

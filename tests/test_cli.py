@@ -66,6 +66,8 @@ def test_data_build_unknown_id(capsys):
     (["train"], "awac"),
     (["train", "iql"], "--expectile"),
     (["train", "cql"], "--cql_n_actions"),
+    (["train"], "brac"),
+    (["train", "brac"], "--brac_variant"),
     (["push"], "REPO_ID"),
 ])
 def test_help_of_each_subcommand(words, expected, capsys):

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqrl.algos import (AWAC, BC, COMBO, CQL, IQL, MOPO, SAC, AWACConfig, BCConfig, COMBOConfig, CQLConfig, IQLConfig,
-                         MOPOConfig, SACConfig)
+from seqrl.algos import (AWAC, BC, BRAC, COMBO, CQL, IQL, MOPO, SAC, AWACConfig, BCConfig, COMBOConfig, CQLConfig, IQLConfig,
+                         MOPOConfig, SACConfig, BRACConfig)
 
 SMALL = dict(hidden_dims=(16, 16), batch_size=8)
 
@@ -56,9 +56,12 @@ SAC_FAMILY = {
     "mopo": lambda: MOPO(MOPOConfig(**SMALL), 3, 2),
     "combo": lambda: COMBO(COMBOConfig(**SMALL, cql_n_actions=3), 3, 2),
     "combo_model_states": lambda: COMBO(COMBOConfig(**SMALL, cql_n_actions=3, combo_states="model"), 3, 2),
+    "brac_v": lambda: BRAC(BRACConfig(**SMALL, kl_samples=3, behaviour_steps=0, warm_start=0), 3, 2),
+    "brac_p_dual": lambda: BRAC(BRACConfig(**SMALL, kl_samples=3, behaviour_steps=0, warm_start=0, brac_variant="p",
+                                           kl_dual=True), 3, 2),
 }
 EXPECTED_SAC = {"actor_loss": {"actor"}, "critic_loss": {"critic"}, "alpha_loss": {"temperature"},
-                "cql_loss": {"critic"}, "alpha_prime_loss": {"log_alpha_prime"}}
+                "cql_loss": {"critic"}, "alpha_prime_loss": {"log_alpha_prime"}, "kl_coef_loss": {"kl_coef"}}
 
 
 @pytest.mark.parametrize("name", list(SAC_FAMILY))
@@ -74,6 +77,8 @@ def test_sac_family_terms_reach_only_their_parameters(name):
             expected = set()
         assert reached(algo, term) == expected, key
     assert not any(p.requires_grad for p in algo.critic_target.parameters())
+    if isinstance(algo, BRAC):  # pi_b's own max-likelihood term, trained before the rest
+        assert reached(algo, algo.behaviour_loss(random_batch())) == {"behaviour"}
 
 
 def test_cql_bc_warm_start_actor_term_reaches_actor_only():

@@ -77,7 +77,7 @@ def test_policy_beats_the_data_it_learned_from(algo, steps, pendulum_data, tmp_p
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
 
 
-@pytest.mark.parametrize("path", sorted(p for a in ("bc", "sac", "cql", "iql", "awac", "mopo", "combo") for p in (CONFIGS / a).glob("*.yaml")),
+@pytest.mark.parametrize("path", sorted(p for a in ("bc", "sac", "cql", "iql", "awac", "brac", "mopo", "combo") for p in (CONFIGS / a).glob("*.yaml")),
                          ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_recipe_config_parses(path):
     from seqrl.config import parse_config

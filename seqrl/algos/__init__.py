@@ -8,6 +8,7 @@ from typing import Any
 from seqrl.algos.awac import AWAC, AWACConfig
 from seqrl.algos.base import OfflineAlgorithm, OfflineConfig, soft_update
 from seqrl.algos.bc import BC, BCConfig
+from seqrl.algos.brac import BRAC, BRACConfig
 from seqrl.algos.combo import COMBO, COMBOConfig
 from seqrl.algos.cql import CQL, CQLConfig
 from seqrl.algos.iql import IQL, IQLConfig
@@ -15,7 +16,7 @@ from seqrl.algos.mopo import MOPO, MOPOConfig
 from seqrl.algos.sac import SAC, SACConfig
 
 ALGORITHMS: dict[str, type[OfflineAlgorithm]] = {"bc": BC, "cql": CQL, "iql": IQL, "awac": AWAC, "sac": SAC,
-                                                "mopo": MOPO, "combo": COMBO}
+                                                "mopo": MOPO, "combo": COMBO, "brac": BRAC}
 
 
 def config_from_dict(d: dict[str, Any]) -> OfflineConfig:
@@ -30,6 +31,6 @@ def build_algorithm(config: OfflineConfig, obs_dim: int, act_dim: int, **kwargs
 
 
 __all__ = [
-    "ALGORITHMS", "AWAC", "AWACConfig", "BC", "BCConfig", "COMBO", "COMBOConfig", "CQL", "CQLConfig", "IQL", "IQLConfig", "MOPO", "MOPOConfig",
+    "ALGORITHMS", "AWAC", "AWACConfig", "BC", "BCConfig", "BRAC", "BRACConfig", "COMBO", "COMBOConfig", "CQL", "CQLConfig", "IQL", "IQLConfig", "MOPO", "MOPOConfig",
     "OfflineAlgorithm", "OfflineConfig", "SAC", "SACConfig", "build_algorithm", "config_from_dict", "soft_update",
 ]

@@ -167,6 +167,11 @@ class SAC(OfflineAlgorithm):
         """Further actions [B, K, A] at which Q(s, .) is evaluated in the same pass as the data's."""
         return None
 
+    def target_penalty(self, next_obs: Tensor, next_actions: Tensor, next_log_pi: Tensor) -> Tensor | None:
+        """Subtracted from Q'(s', a') in the TD target [B], from the extra samples at s' [B, n, A]
+        (BRAC-v: lambda KL(s')); None: nothing."""
+        return None
+
     def penalty_rows(self, batch: dict[str, Tensor]) -> slice | None:
         """The rows at which the sampled actions are evaluated (None: every row; COMBO: model rows)."""
         return None
@@ -209,6 +214,9 @@ class SAC(OfflineAlgorithm):
             next_act, next_logp = self.actor.sample(batch["next_observations"], n=n + n_target, generator=g)
             target_q = self.critic_target(batch["next_observations"], next_act[:, n:]).min(0).values
             target_q, idx = target_q.max(-1)
+            penalty = self.target_penalty(batch["next_observations"], next_act[:, :n], next_logp[:, :n])
+            if penalty is not None:
+                target_q = target_q - penalty
             next_log_pi = next_logp[:, n:].gather(1, idx[:, None]).squeeze(1) if c.backup_entropy else None
             td_target = soft_td_target(batch["rewards"], batch["terminals"], c.discount, target_q,
                                        next_log_pi, alpha)
