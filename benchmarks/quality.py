@@ -42,8 +42,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 DEFAULT_DATASETS = "seqrl/hopper/medium-v0,seqrl/hopper/medium-replay-v0"
-DEFAULT_STEPS = {"bc": 10_000, "iql": 10_000, "awac": 10_000, "cql": 3_000, "tt": 2_000, "mopo": 10_000, "combo": 3_000}
+DEFAULT_STEPS = {"bc": 10_000, "iql": 10_000, "awac": 10_000, "cql": 3_000, "tt": 2_000, "mopo": 10_000, "combo": 3_000, "brac": 10_000}
 MODEL_BASED = ("mopo", "combo")  # seqrl only: d3rlpy 2.x has neither (1.1.1 runs on the old gym)
+SEQRL_ONLY = ("tt", "brac", *MODEL_BASED)  # d3rlpy 2.x has no BRAC either (its BEAR is another method)
 DYNAMICS_EPOCHS = 30  # the ensemble's CPU budget per dataset (references: until early stopping)
 SEQRL_CELL = '''
 import json, sys, torch
@@ -173,12 +174,12 @@ def table(results: Path) -> str:
         meta = load_dataset(dataset)
         lo, hi = meta.metadata["ref_min_score"], meta.metadata["ref_max_score"]
         data_norm = 100 * (meta.summary().return_mean - lo) / (hi - lo)
-        for algo in ("bc", "cql", "iql", "awac", "tt", *MODEL_BASED):
+        for algo in ("bc", "cql", "iql", "awac", "brac", "tt", *MODEL_BASED):
             row = []
             for lib in ("seqrl", "d3rlpy"):
                 scores = [c["normalized_score"] for c in groups.get((dataset, algo, lib), [])]
                 if not scores:
-                    row.append("n/a (not in d3rlpy 2.x)" if lib == "d3rlpy" and algo in MODEL_BASED else "–")
+                    row.append("n/a (not in d3rlpy 2.x)" if lib == "d3rlpy" and algo in SEQRL_ONLY[1:] else "–")
                     continue
                 se = np.std(scores, ddof=1) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
                 each = ", ".join(f"{x:.1f}" for x in scores)
@@ -194,7 +195,7 @@ def table(results: Path) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=DEFAULT_DATASETS)
-    p.add_argument("--algos", default="bc,iql,awac,cql", help="any of bc, iql, awac, cql, tt, mopo, combo (the last three seqrl only)")
+    p.add_argument("--algos", default="bc,iql,awac,cql", help="any of bc, iql, awac, cql, brac, tt, mopo, combo (the last four seqrl only)")
     p.add_argument("--libs", default="seqrl,d3rlpy")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", default="", help="per algorithm, e.g. iql=20000,cql=5000 (defaults: %s)" % DEFAULT_STEPS)
@@ -225,7 +226,7 @@ def main() -> None:
         for seed in map(int, args.seeds.split(",")):
             for algo in args.algos.split(","):
                 for lib in libs:
-                    if lib == "d3rlpy" and algo in ("tt", *MODEL_BASED):
+                    if lib == "d3rlpy" and algo in SEQRL_ONLY:
                         continue
                     path = cell_path(results, lib, algo, dataset, seed)
                     if path.exists():

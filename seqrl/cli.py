@@ -11,6 +11,7 @@
     seqrl train dynamics [OPTIONS]       the dynamics ensemble alone (reuse it: --dynamics PATH)
     seqrl eval PATH_OR_REPO_ID           evaluate a value-based policy in its environment
     seqrl ope PATH_OR_REPO_ID [--dataset ID]   estimate a policy's value from data alone (FQE)
+    seqrl finetune PATH_OR_REPO_ID [--env ID]  continue an offline policy online (IQL, AWAC, CQL / Cal-QL, SAC, BRAC)
     seqrl plot RUN_DIR [RUN_DIR ...]     training curves and evaluation returns as a PNG
     seqrl plan [OPTIONS]                 beam-search planning with a trained TT (see `seqrl plan --help`)
     seqrl push PATH REPO_ID              upload a checkpoint directory to the Hub
@@ -30,6 +31,7 @@ from pathlib import Path
 VALUE_BASED = ("bc", "sac", "cql", "iql", "awac", "brac")
 MODEL_BASED = ("mopo", "combo")
 RUNS = {("train", "tt"): "tt", ("train", "dynamics"): "dynamics", ("plan",): "plan", ("ope",): "ope",
+        ("finetune",): "finetune",
         **{("train", algo): algo for algo in VALUE_BASED + MODEL_BASED}}
 
 
@@ -61,6 +63,10 @@ def run(words: tuple[str, ...], argv: list[str]) -> int:
             from seqrl.training.ope import main as ope
 
             ope(argv)
+        elif RUNS[words] == "finetune":
+            from seqrl.training.finetune import main as finetune
+
+            finetune(argv)
         else:
             from seqrl.training.run import main as train
 
@@ -250,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     commands.add_parser("ope", help="offline policy evaluation (FQE) of a value-based policy from data: "
                                     "see `seqrl ope --help`", add_help=False)
+    commands.add_parser("finetune", help="offline-to-online fine-tuning of an IQL, AWAC, CQL (Cal-QL), SAC or BRAC "
+                                         "policy: see `seqrl finetune --help`", add_help=False)
 
     p = add(commands, "eval", "evaluate a trained value-based policy (BC, CQL, IQL, AWAC) in its environment")
     p.add_argument("checkpoint", metavar="PATH_OR_REPO_ID", help="policy directory (with seqrl.json) or Hub repo id")

@@ -27,6 +27,7 @@ def random_batch(seed=0, B=8, obs=3, act=2):
         "next_observations": torch.randn(B, obs, generator=g),
         "terminals": (torch.rand(B, generator=g) < 0.3).float(),
         "real_rows": (torch.arange(B) < B // 2).float(),  # MOPO / COMBO: real rows first, then model rows
+        "mc_returns": torch.randn(B, generator=g),  # Cal-QL's bound: binds at some rows, not at others
     }
 
 
@@ -53,6 +54,7 @@ SAC_FAMILY = {
     "cql": lambda: CQL(CQLConfig(**SMALL, cql_n_actions=3), 3, 2),
     "cql_lagrange_max_backup": lambda: CQL(CQLConfig(**SMALL, cql_n_actions=3, cql_lagrange=True,
                                                      cql_max_target_backup=True, backup_entropy=True), 3, 2),
+    "cql_calql": lambda: CQL(CQLConfig(**SMALL, cql_n_actions=3, calql=True), 3, 2),
     "mopo": lambda: MOPO(MOPOConfig(**SMALL), 3, 2),
     "combo": lambda: COMBO(COMBOConfig(**SMALL, cql_n_actions=3), 3, 2),
     "combo_model_states": lambda: COMBO(COMBOConfig(**SMALL, cql_n_actions=3, combo_states="model"), 3, 2),

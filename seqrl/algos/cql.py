@@ -39,6 +39,7 @@ class CQLConfig(SACConfig):
     cql_clip_diff_min: float = -math.inf
     cql_clip_diff_max: float = math.inf
     bc_steps: int = 0  # actor trained by max-likelihood BC for the first bc_steps updates
+    calql: bool = False  # Cal-QL: Q at pi's actions is pushed down no further than the data's Monte-Carlo return
 
 
 def conservative_gap(q: Tensor, log_density: Tensor | None, temp: float) -> tuple[Tensor, Tensor]:
@@ -48,6 +49,16 @@ def conservative_gap(q: Tensor, log_density: Tensor | None, temp: float) -> tupl
     ood = q if log_density is None else q[..., 1:] - log_density
     ood_q = torch.logsumexp(ood / temp, dim=-1) * temp
     return ood_q - q[..., 0], ood_q
+
+
+def calibrated(q_sampled: Tensor, lower_bound: Tensor, n_uniform: int) -> tuple[Tensor, Tensor]:
+    """Cal-QL (Nakamoto et al. 2023): Q at the policy's actions (the columns after the `n_uniform`
+    uniform ones) raised to the Monte-Carlo return of the data's behaviour from that state, so the
+    conservative term stops at a calibrated lower bound. q_sampled [E, B, K], lower_bound [B];
+    returns the bounded values and the fraction of them that were raised."""
+    policy_q, bound = q_sampled[..., n_uniform:], lower_bound[None, :, None]
+    raised = (policy_q < bound).float().mean()
+    return torch.cat([q_sampled[..., :n_uniform], torch.maximum(policy_q, bound)], dim=-1), raised
 
 
 class CQL(SAC):
@@ -60,6 +71,8 @@ class CQL(SAC):
         return dict(last_init="xavier", last_gain=1e-2)  # CORL's actor: last layer xavier, gain 1e-2
 
     def _build_extra(self) -> None:
+        if self.config.calql:
+            self.metric_names = self.metric_names + ("calql_bound_rate",)
         if self.config.cql_lagrange:
             self.log_alpha_prime = torch.nn.Parameter(torch.tensor(1.0))  # CORL's Scalar(1.0)
         self.log_uniform_density = self.act_dim * math.log(0.5)  # log of U(-1, 1)^A
@@ -101,6 +114,13 @@ class CQL(SAC):
 
     def critic_penalty(self, batch, q_data: Tensor, q_sampled: Tensor, samples: PolicySamples, rows):
         c = self.config
+        extra = {}
+        if c.calql:  # the bound before the densities are subtracted, as the Cal-QL code
+            if "mc_returns" not in batch:
+                raise ValueError("Cal-QL needs each row's Monte-Carlo return in the batch (mc_returns); "
+                                 "the training run stores them when calql is set")
+            bound = batch["mc_returns"] if rows is None else batch["mc_returns"][rows]
+            q_sampled, extra["calql_bound_rate"] = calibrated(q_sampled, bound, c.cql_n_actions)
         log_density = None
         if c.cql_importance_sample:  # subtract each sampler's log density
             log_density = torch.cat([q_sampled.new_full(samples.next_log_pi.shape, self.log_uniform_density),
@@ -117,4 +137,4 @@ class CQL(SAC):
         else:
             alpha_prime = q_data.new_zeros(())
             terms = {"cql_loss": c.cql_alpha * cql_diff.sum(), "alpha_prime_loss": alpha_prime}
-        return terms, dict(cql_diff=cql_diff, ood_q=ood_q, alpha_prime=alpha_prime)
+        return terms, dict(cql_diff=cql_diff, ood_q=ood_q, alpha_prime=alpha_prime, **extra)

@@ -44,3 +44,10 @@ def reward_to_go(rewards: np.ndarray, episode_starts: np.ndarray, discount: floa
             values[rows] = to_go[rows + 1]
         to_go[rows] = rewards[rows] + discount * values[rows]
     return values
+
+
+def monte_carlo_returns(rewards: np.ndarray, episode_starts: np.ndarray, discount: float) -> np.ndarray:
+    """G_t = r_t + discount * G_{t+1} within each episode (nothing bootstrapped past its last row):
+    the Monte-Carlo return of the behaviour from each row, Cal-QL's lower bound on Q."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    return rewards + discount * reward_to_go(rewards, episode_starts, discount)

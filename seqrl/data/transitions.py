@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from seqrl.data.episodes import EpisodeDataset
+from seqrl.data.returns import monte_carlo_returns
 from seqrl.cpu.memory import release_free_memory
 from seqrl.data.validation import DataError
 
@@ -25,13 +26,16 @@ class BufferConfig:
     reward_scale: float = 1000.0
     scale_actions: bool = True             # map actions from the env bounds to [-1, 1]
     observation_eps: float = 1e-3
+    mc_returns_discount: float | None = None  # also store each row's Monte-Carlo return (Cal-QL)
 
 
 class TransitionBuffer:
     FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals")
 
     def __init__(self, episodes: EpisodeDataset, config: BufferConfig | None = None,
-                 device="cpu", seed: int = 0):
+                 device="cpu", seed: int = 0, statistics: dict | None = None):
+        """`statistics` ({obs_mean, obs_std, reward_multiplier}) replaces the ones computed from
+        this data: a policy fine-tuned on it keeps the normalisation it was trained with."""
         self.config = config = config or BufferConfig()
         a = episodes.arrays()
         obs, nxt = a["observation"], a["next_observation"]
@@ -45,12 +49,16 @@ class TransitionBuffer:
 
         self.obs_mean = np.zeros(obs.shape[1], np.float32)
         self.obs_std = np.ones(obs.shape[1], np.float32)
-        if config.normalize_observations:
+        if config.normalize_observations and statistics is None:
             self.obs_mean = obs.mean(0).astype(np.float32)
             self.obs_std = (obs.std(0) + config.observation_eps).astype(np.float32)
 
         self.reward_multiplier = 1.0
-        if config.normalize_reward:
+        if statistics is not None:
+            self.obs_mean = np.asarray(statistics["obs_mean"], np.float32).reshape(obs.shape[1])
+            self.obs_std = np.asarray(statistics["obs_std"], np.float32).reshape(obs.shape[1])
+            self.reward_multiplier = float(statistics["reward_multiplier"])
+        elif config.normalize_reward:
             returns = episodes.episode_returns()
             spread = float(returns.max() - returns.min())
             if spread <= 0:
@@ -66,12 +74,17 @@ class TransitionBuffer:
                 return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=self.device)
 
         self.observations, self.next_observations = to(obs), to(nxt)
-        if config.normalize_observations:
+        if config.normalize_observations or statistics is not None:
             self.observations = self.normalize_observations(self.observations)
             self.next_observations = self.normalize_observations(self.next_observations)
         self.actions = to(actions)
         self.rewards = to(rewards) * self.reward_multiplier
         self.terminals = to(a["terminated"].astype(np.float32))
+        self.fields = self.FIELDS
+        if config.mc_returns_discount is not None:
+            starts, _ = episodes.episode_bounds()
+            self.mc_returns = to(monte_carlo_returns(rewards * self.reward_multiplier, starts, config.mc_returns_discount))
+            self.fields = self.FIELDS + ("mc_returns",)
         self.size = len(self.rewards)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
@@ -83,7 +96,7 @@ class TransitionBuffer:
     def sample(self, batch_size: int, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """A uniform batch of rows; `extra` columns (one row per transition, e.g. FQE's pi(s')) ride along."""
         idx = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
-        batch = {name: getattr(self, name)[idx] for name in self.FIELDS}
+        batch = {name: getattr(self, name)[idx] for name in self.fields}
         return batch | {name: column[idx] for name, column in (extra or {}).items()}
 
     def raw_transitions(self) -> dict[str, torch.Tensor]:
@@ -129,13 +142,21 @@ class ReplayBuffer:
     FIELDS = TransitionBuffer.FIELDS
     _STORED = FIELDS + ("truncations",)
 
-    def __init__(self, obs_dim: int, act_dim: int, capacity: int = 1_000_000, device="cpu", seed: int = 0):
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int = 1_000_000, device="cpu", seed: int = 0,
+                 mc_returns_discount: float | None = None):
+        """`mc_returns_discount`: also keep each row's Monte-Carlo return (Cal-QL), -inf (no bound)
+        until `end_episode` writes the finished episode's returns."""
         if capacity < 1:
             raise DataError(f"replay capacity must be >= 1, got {capacity}")
         self.obs_dim, self.act_dim, self.capacity = int(obs_dim), int(act_dim), int(capacity)
         self.device = torch.device(device)
+        self.mc_discount = mc_returns_discount
+        self.fields, self.stored = self.FIELDS, self._STORED
         shapes = {"observations": (obs_dim,), "actions": (act_dim,), "rewards": (),
                   "next_observations": (obs_dim,), "terminals": (), "truncations": ()}
+        if mc_returns_discount is not None:
+            shapes["mc_returns"] = ()
+            self.fields, self.stored = self.FIELDS + ("mc_returns",), self._STORED + ("mc_returns",)
         for name, shape in shapes.items():
             setattr(self, name, torch.zeros((self.capacity, *shape), dtype=torch.float32, device=self.device))
         self.size = 0  # rows filled
@@ -147,7 +168,7 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, observation, action, reward, next_observation, terminated, truncated) -> None:
+    def add(self, observation, action, reward, next_observation, terminated, truncated, mc_returns=None) -> None:
         """One transition (1-d observation/action, scalar flags) or a batch of rows (numpy or
         tensors; tensors already on the device are written without a host copy)."""
         def rows_of(x, *shape):
@@ -168,6 +189,9 @@ class ReplayBuffer:
             "terminals": rows_of(terminated).reshape(n),
             "truncations": rows_of(truncated).reshape(n),
         }
+        if self.mc_discount is not None:
+            values["mc_returns"] = (rows_of(mc_returns).reshape(n) if mc_returns is not None
+                                    else torch.full((n,), -torch.inf, device=self.device))
         rows = (self.position + torch.arange(n, device=self.device)) % self.capacity if n > 1 else self.position
         for name, value in values.items():
             getattr(self, name)[rows] = value
@@ -182,11 +206,21 @@ class ReplayBuffer:
             if not self.terminals[last]:
                 self.truncations[last] = 1.0
 
+    def end_episode(self, length: int) -> None:
+        """The episode whose `length` rows were added last has ended: write their Monte-Carlo
+        returns (once per episode, one host round trip; nothing when returns are not kept)."""
+        if self.mc_discount is None or length < 1:
+            return
+        rows = (self.position - 1 - torch.arange(min(length, self.size) - 1, -1, -1, device=self.device)) % self.capacity
+        rewards = self.rewards[rows].double().cpu().numpy()
+        returns = monte_carlo_returns(rewards, np.zeros(1, np.int64), self.mc_discount)
+        self.mc_returns[rows] = torch.as_tensor(returns, dtype=torch.float32, device=self.device)
+
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         if self.size == 0:
             raise DataError("cannot sample from an empty replay buffer")
         idx = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
-        return {name: getattr(self, name)[idx] for name in self.FIELDS}
+        return {name: getattr(self, name)[idx] for name in self.fields}
 
     def _ordered(self, name: str) -> torch.Tensor:
         """The stored rows of one field, oldest first."""
@@ -198,12 +232,12 @@ class ReplayBuffer:
     def arrays(self, first: int | None = None) -> dict[str, np.ndarray]:
         """The oldest `first` rows (default: all), as numpy arrays keyed like the stored fields."""
         n = self.size if first is None else min(int(first), self.size)
-        return {name: self._ordered(name)[:n].cpu().numpy() for name in self._STORED}
+        return {name: self._ordered(name)[:n].cpu().numpy() for name in self.stored}
 
     def state_dict(self) -> dict:
         return {"capacity": self.capacity, "position": self.position, "size": self.size,
                 "total_added": self.total_added, "generator": self.generator.get_state(),
-                **{name: getattr(self, name)[: self.size].cpu().clone() for name in self._STORED}}
+                **{name: getattr(self, name)[: self.size].cpu().clone() for name in self.stored}}
 
     def load_state_dict(self, state: dict) -> None:
         wrapped = state["size"] == state["capacity"] and state["position"] != 0
@@ -212,7 +246,9 @@ class ReplayBuffer:
             raise DataError(f"replay state (capacity {state['capacity']}, obs {tuple(state['observations'].shape[1:])})"
                             f" does not fit this buffer (capacity {self.capacity}, obs ({self.obs_dim},))")
         n = int(state["size"])
-        for name in self._STORED:
+        if set(self.stored) - set(state):
+            raise DataError(f"replay state lacks {sorted(set(self.stored) - set(state))}")
+        for name in self.stored:
             getattr(self, name)[:n] = state[name].to(self.device)
         # rows kept where they were, so the same draws give the same samples
         self.size, self.position = n, int(state["position"]) % self.capacity if wrapped else n % self.capacity

@@ -64,8 +64,14 @@ class EnvironmentSource:
     """The training loop's batch source for online RL: each `next_batch()` takes one env step
     and returns the replay batches for this step's updates (empty before `learning_starts`)."""
 
-    def __init__(self, config: OnlineConfig, policy: Any, replay: ReplayBuffer, env: gym.Env | None = None):
+    def __init__(self, config: OnlineConfig, policy: Any, replay: ReplayBuffer, env: gym.Env | None = None,
+                 obs_mean=None, obs_std=None, reward_multiplier: float = 1.0):
+        """`obs_mean`, `obs_std`, `reward_multiplier`: the transform the learner's offline data had
+        (fine-tuning), applied to every stored row; the policy itself acts on raw observations."""
         self.config, self.policy, self.replay = config, policy, replay
+        self.obs_mean = None if obs_mean is None else np.asarray(obs_mean, np.float32)
+        self.obs_std = None if obs_std is None else np.asarray(obs_std, np.float32)
+        self.reward_multiplier = float(reward_multiplier)
         self.env = env or make_env(config)
         space = self.env.action_space
         self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
@@ -95,15 +101,20 @@ class EnvironmentSource:
         action, unit = self._action()
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
         next_obs = np.asarray(next_obs, np.float32)
-        self.replay.add(self.obs, unit, float(reward), next_obs, float(terminated), float(truncated and not terminated))
+        self.replay.add(self._stored(self.obs), unit, float(reward) * self.reward_multiplier, self._stored(next_obs),
+                        float(terminated), float(truncated and not terminated))
         self.env_steps += 1
         self.episode_return += float(reward)
         self.episode_length += 1
         if terminated or truncated:
+            self.replay.end_episode(self.episode_length)
             self.finished.append((self.env_steps, self.episode_return, self.episode_length))
             self.obs = self._reset()
         else:
             self.obs = next_obs
+
+    def _stored(self, obs: np.ndarray) -> np.ndarray:
+        return obs if self.obs_mean is None else (obs - self.obs_mean) / self.obs_std
 
     def next_batch(self) -> list[dict[str, torch.Tensor]]:
         self.step()

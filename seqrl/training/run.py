@@ -225,10 +225,16 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
     return {**result, "output_dir": str(out)}
 
 
+def _mc_discount(algo_config) -> float | None:
+    """Cal-QL reads each row's Monte-Carlo return: the buffers store them only then."""
+    return algo_config.discount if getattr(algo_config, "calql", False) else None
+
+
 def _offline_run(cfg, algo_config, device):
     episodes = load_episodes(cfg.dataset, cfg.env_id, cfg.ref_min_score, cfg.ref_max_score)
     buffer = TransitionBuffer(episodes, BufferConfig(normalize_observations=cfg.normalize_observations,
-                                                     normalize_reward=cfg.normalize_reward),
+                                                     normalize_reward=cfg.normalize_reward,
+                                                     mc_returns_discount=_mc_discount(algo_config)),
                               device=device, seed=algo_config.seed)
     algo = build_algorithm(algo_config, episodes.observation_dim, episodes.action_dim,
                            action_low=buffer.action_low, action_high=buffer.action_high,
@@ -300,7 +306,8 @@ def _online_run(cfg, algo_config, device):
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     algo = build_algorithm(algo_config, obs_dim, act_dim, action_low=env.action_space.low,
                            action_high=env.action_space.high, device=device)
-    replay = ReplayBuffer(obs_dim, act_dim, online.buffer_size, device=device, seed=algo_config.seed)
+    replay = ReplayBuffer(obs_dim, act_dim, online.buffer_size, device=device, seed=algo_config.seed,
+                          mc_returns_discount=_mc_discount(algo_config))
     source = EnvironmentSource(online, algo, replay, env)
     limit = env.spec.max_episode_steps if env.spec is not None else None
     metadata = {"env_id": online.env_id, "env_kwargs": {}, "max_episode_steps": limit, "eval_env": None,
