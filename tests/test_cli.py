@@ -183,3 +183,15 @@ def test_plot_draws_losses_evaluations_and_the_data_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["plot", str(tmp_path / "data")]) == 1
     assert "no train_history.json" in capsys.readouterr().err
+
+
+def test_every_algorithm_option_is_explained():
+    import dataclasses
+
+    from seqrl.algos import ALGORITHMS
+    from seqrl.training.run import combined_config_class
+
+    for name in ALGORITHMS:
+        cls, _ = combined_config_class(name)
+        vague = [f.name for f in dataclasses.fields(cls) if f.metadata["help"] in (f"{name} {f.name}", "")]
+        assert not vague, (name, vague)

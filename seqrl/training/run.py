@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from seqrl.algos import ALGORITHMS, build_algorithm
+from seqrl.algos.options import OPTION_HELP
 from seqrl.algos.tt import TTConfig, TTLearner, WindowBatches, official_updates
 from seqrl.config import ConfigError, check_ranges, combine, parse_config, split, to_dict
 from seqrl.data import BufferConfig, DataError, TokenizerConfig, TokenWindows, TransitionBuffer
@@ -87,18 +88,10 @@ class RunConfig:
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
 
 
-HELP = {  # the algorithm fields shared by several methods
-    "hidden_dims": "hidden layer widths of every network", "batch_size": "transitions per update",
-    "max_steps": "number of updates", "discount": "discount gamma", "seed": "random seed",
-    "tau": "Polyak rate of the target networks", "actor_lr": "actor learning rate",
-    "critic_lr": "critic learning rate",
-}
-
-
 def combined_config_class(algorithm: str):
     """RunConfig + the algorithm's config fields (without `algorithm`) as one dataclass."""
     algo_cls = ALGORITHMS[algorithm].config_class
-    help_texts = {**{f.name: f"{algorithm} {f.name}" for f in dataclasses.fields(algo_cls)}, **HELP}
+    help_texts = {f.name: OPTION_HELP.get(f.name, f"{algorithm} {f.name}") for f in dataclasses.fields(algo_cls)}
     return combine(f"{algorithm.upper()}RunConfig", RunConfig, algo_cls, help_texts=help_texts), algo_cls
 
 
