@@ -27,6 +27,7 @@ every seed through `--dynamics`; each reads its dataset's own YAML,
 from __future__ import annotations
 
 import argparse
+import shlex
 import json
 import math
 import os
@@ -110,10 +111,11 @@ def ensure_dynamics(dataset: str, work: Path, threads: int, epochs: int) -> Path
     return out / "model"
 
 
-def seqrl_cell(algo, dataset, seed, steps, episodes, threads, out_dir, dynamics: Path | None = None) -> dict:
+def seqrl_cell(algo, dataset, seed, steps, episodes, threads, out_dir, dynamics: Path | None = None,
+               extra: list[str] = ()) -> dict:
     argv = ["--config", str(seqrl_config(algo, dataset)), "--dataset", dataset, "--max_steps", str(steps),
             "--seed", str(seed), "--eval_episodes", str(episodes), "--eval_every", "0", "--save_every", str(steps),
-            "--output_dir", str(out_dir), "--no-resume", "--threads", str(threads)]
+            "--output_dir", str(out_dir), "--no-resume", "--threads", str(threads), *extra]
     if dynamics is not None:
         argv += ["--dynamics", str(dynamics)]
     res = run([sys.executable, "-c", SEQRL_CELL.format(threads=threads, algo=algo, argv=argv)], threads)
@@ -205,6 +207,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=str(HERE / "results" / "quality"))
     p.add_argument("--table", action="store_true", help="only print the table of finished cells")
+    p.add_argument("--seqrl-args", default="", help="extra options for every seqrl cell (e.g. '--kl_coef 1.0'); "
+                   "use another --results folder for such a variant")
     args = p.parse_args()
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -238,12 +242,14 @@ def main() -> None:
                         dynamics = (ensure_dynamics(dataset, work, args.threads, args.dynamics_epochs)
                                     if algo in MODEL_BASED else None)
                         res = seqrl_cell(algo, dataset, seed, steps[algo], args.episodes, args.threads,
-                                         work / f"run_{algo}_{dataset.replace('/', '_')}_{seed}", dynamics)
+                                         work / f"run_{algo}_{dataset.replace('/', '_')}_{seed}", dynamics,
+                                         shlex.split(args.seqrl_args))
                     else:
                         res = d3rlpy_cell(python, algo, dataset, seed, steps[algo], args.episodes, args.threads, npz, meta)
                     res |= {"lib": lib, "algo": algo, "dataset": dataset, "seed": seed, "steps": steps[algo],
                             "episodes": args.episodes, "threads": args.threads,
-                            "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d")}
+                            "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d"),
+                            **({"seqrl_args": args.seqrl_args} if args.seqrl_args and lib == "seqrl" else {})}
                     tmp = path.with_suffix(".tmp")
                     tmp.write_text(json.dumps(res, indent=1))
                     os.replace(tmp, path)

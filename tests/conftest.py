@@ -157,3 +157,19 @@ def run_offline():
     HF_ENDPOINT on a closed port; raises AssertionError (with its output) on failure.
     """
     return run_offline_python
+
+
+@pytest.fixture(scope="session")
+def pendulum_data(tmp_path_factory):
+    """A small medium-quality InvertedPendulum dataset (terminations, 50-step time limit): its
+    directory and summary."""
+    from seqrl.data import EpisodeDataset
+    from seqrl.data.collect import rollout
+    from seqrl.data.controllers import make_controller
+
+    env = "InvertedPendulum-v5"
+    episodes = rollout(env, make_controller(env, "medium", seed=0), n_steps=3000, seed=0, max_episode_steps=50)
+    ds = EpisodeDataset.from_episodes(episodes, metadata={
+        "env_id": env, "max_episode_steps": 50, "action_low": [-3.0], "action_high": [3.0],
+        "ref_min_score": 5.0, "ref_max_score": 50.0, "source": "test"})
+    return str(ds.save_to_disk(tmp_path_factory.mktemp("data") / "ip")), ds.summary()

@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from seqrl.algos.cql import CQL, CQLConfig, calibrated
-from seqrl.data import BufferConfig, EpisodeDataset, TransitionBuffer
-from seqrl.data.collect import rollout
-from seqrl.data.controllers import make_controller
+from seqrl.data import BufferConfig, TransitionBuffer, load_dataset
 from seqrl.data.returns import monte_carlo_returns
 from seqrl.data.transitions import ReplayBuffer
 from seqrl.training.finetune import MixedSource, load_offline, main as finetune, regret
@@ -24,12 +22,8 @@ TINY = ["--hidden_dims", "32", "32", "--batch_size", "32", "--log_every", "1", "
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    episodes = rollout(ENV, make_controller(ENV, "medium", seed=0), n_steps=1500, seed=0, max_episode_steps=50)
-    ds = EpisodeDataset.from_episodes(episodes, metadata={
-        "env_id": ENV, "max_episode_steps": 50, "action_low": [-3.0], "action_high": [3.0],
-        "ref_min_score": 5.0, "ref_max_score": 50.0, "source": "test"})
-    return str(ds.save_to_disk(tmp_path_factory.mktemp("data") / "ip")), ds
+def data(pendulum_data):
+    return pendulum_data[0], load_dataset(pendulum_data[0])
 
 
 @pytest.fixture(scope="module")

@@ -9,23 +9,13 @@ import pytest
 import torch
 
 import seqrl
-from seqrl.data import EpisodeDataset, load_dataset
+from seqrl.data import load_dataset
 from seqrl.data.collect import rollout
 from seqrl.data.controllers import make_controller
 from seqrl.training.run import main
 
 ENV = "InvertedPendulum-v5"
 TINY = ["--hidden_dims", "32", "32", "--batch_size", "32", "--log_every", "1", "--no-resume"]
-
-
-@pytest.fixture(scope="module")
-def pendulum_data(tmp_path_factory):
-    """A small medium-quality InvertedPendulum dataset (terminations, 50-step time limit)."""
-    episodes = rollout(ENV, make_controller(ENV, "medium", seed=0), n_steps=3000, seed=0, max_episode_steps=50)
-    ds = EpisodeDataset.from_episodes(episodes, metadata={
-        "env_id": ENV, "max_episode_steps": 50, "action_low": [-3.0], "action_high": [3.0],
-        "ref_min_score": 5.0, "ref_max_score": 50.0, "source": "test"})
-    return str(ds.save_to_disk(tmp_path_factory.mktemp("data") / "ip")), ds.summary()
 
 
 def history(out):
