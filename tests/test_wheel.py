@@ -63,6 +63,11 @@ def test_the_wheel_runs_every_main_command_outside_the_checkout(installed, tmp_p
         assert part in card, part
     out = seqrl(installed, tmp_path, "eval", "iql/model", "--episodes", "2").stdout
     assert "policy:" in out
+    out = seqrl(installed, tmp_path, "finetune", "iql/model", "--max_steps", "20", "--eval_every", "0",
+                "--eval_episodes", "1", "--output_dir", "ft").stdout
+    assert "carried over" in out and (tmp_path / "ft" / "finetune.json").exists()
+    seqrl(installed, tmp_path, "ope", "iql/model", "--max_steps", "20", "--output_dir", "ope")
+    assert (tmp_path / "ope" / "ope.json").exists()
 
     seqrl(installed, tmp_path, "train", "tt", "--max_steps", "2", "--n_layer", "1", "--n_head", "1", "--n_embd", "8",
           "--n_bins", "8", "--batch_size", "4", "--output_dir", "tt")
