@@ -190,3 +190,11 @@ def test_calql_finetune_of_a_cql_checkpoint_with_separate_buffers(data, tmp_path
     assert rates and all(0.0 <= r <= 1.0 for r in rates)
     replay = read_training_state(latest_checkpoint(tmp_path / "ft"))["source"]["replay"]
     assert replay["size"] == 60 and torch.isfinite(replay["mc_returns"][: int(sum(e[2] for e in result_episodes(tmp_path / "ft")))]).all()
+
+
+def test_an_online_checkpoint_asks_for_data(tmp_path):
+    train("sac", ["--online", "--env", ENV, "--max_steps", "12", "--random_steps", "6", "--learning_starts", "6",
+                  "--hidden_dims", "16", "16", "--batch_size", "4", "--eval_episodes", "0", "--threads", "1",
+                  "--no-resume", "--output_dir", str(tmp_path / "sac")])
+    with pytest.raises(SystemExit, match="trained online"):
+        finetune([str(tmp_path / "sac" / "model"), "--max_steps", "5"])

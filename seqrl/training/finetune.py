@@ -185,6 +185,9 @@ def finetune(cfg: FinetuneConfig) -> dict:
     algo.generator.manual_seed(cfg.seed)
     c = algo.config
 
+    if meta.get("online") and not cfg.dataset:  # its recorded `dataset` is only the unused default
+        raise ConfigError(f"{cfg.checkpoint} was trained online and has no offline data: pass --dataset "
+                          "(or continue the run itself with --online --resume)")
     trained_on = (meta.get("training") or {}).get("dataset") or (meta.get("dataset") or {}).get("source")
     dataset = cfg.dataset or trained_on
     if not dataset:
