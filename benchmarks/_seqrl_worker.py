@@ -1,7 +1,8 @@
 """seqrl's side of benchmarks/value_based.py: one algorithm, one process, one JSON line.
 
 Reads the .npz with `EpisodeDataset.from_d4rl`, builds a `TransitionBuffer`, then times
-`buffer.sample(batch_size)` + `algo.update(batch)` with the shared loop in value_based.py.
+`buffer.sample(batch_size)` + `algo.update(batch)` with the shared loop in value_based.py; with
+`--stack K`, K seeds' batches + one stacked update (benchmarks/multi_seed.py).
 """
 
 from __future__ import annotations
@@ -61,14 +62,21 @@ def main() -> None:
     config, algo = build(args.algo, args.seed)
     algo.train()
     batch_size = config.batch_size
+    sample = lambda: buffer.sample(batch_size)  # noqa: E731
+    if args.stack:  # K seeds as one stacked update (seqrl.algos.stacked), each its own batch
+        from seqrl.algos.stacked import SeedStack, StackedBatches
+
+        seeds = list(range(args.seed, args.seed + args.stack))
+        algo = SeedStack(lambda s: (torch.manual_seed(s), build(args.algo, s)[1])[1], seeds)
+        sample = StackedBatches(buffer, batch_size, seeds).next_batch
 
     setup_s = time.perf_counter() - t0  # imports, dataset and model building
-    result = time_updates(lambda: buffer.sample(batch_size), algo.update, args.warmup,
-                          args.updates)
+    result = time_updates(sample, algo.update, args.warmup, args.updates)
     result |= {
         "setup_s": setup_s,
         "impl": "seqrl", "algo": args.algo, "threads": torch.get_num_threads(),
-        "batch_size": batch_size, "transitions": len(buffer), "params": count_params(algo),
+        "batch_size": batch_size, "transitions": len(buffer), "stack": args.stack,
+        "params": count_params(algo.members[0] if args.stack else algo),
         "config": config.to_dict(),
         "versions": {"seqrl": getattr(seqrl, "__version__", "dev"), "torch": torch.__version__,
                      "numpy": np.__version__, "python": sys.version.split()[0]},

@@ -130,6 +130,8 @@ def worker_args(description: str) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, required=True)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stack", type=int, default=0, help="seqrl only: K seeds stacked in one update (0: one "
+                   "algorithm; benchmarks/multi_seed.py)")
     return p.parse_args()
 
 
@@ -198,7 +200,7 @@ def ensure_d3rlpy_venv(venv: Path = D3RLPY_VENV) -> Path:
 # ---------------------------------------------------------------------------- driver
 
 def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, warmup: int,
-               threads: int, seed: int, malloc_env: dict[str, str]
+               threads: int, seed: int, malloc_env: dict[str, str], stack: int = 0
                ) -> dict[str, Any]:
     script = HERE / f"_{impl}_worker.py"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
@@ -209,6 +211,8 @@ def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, war
         env.pop("PYTHONPATH", None)
     cmd = [str(python), str(script), "--algo", algo, "--data", str(data), "--updates",
            str(updates), "--warmup", str(warmup), "--threads", str(threads), "--seed", str(seed)]
+    if stack:
+        cmd += ["--stack", str(stack)]
     with tempfile.TemporaryDirectory() as cwd:  # d3rlpy may write logs into the working dir
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -53,6 +53,7 @@ def awac_weights(adv: Tensor, awac_lambda: float, max_weight: float, normalize: 
 
 class AWAC(OfflineAlgorithm):
     config_class = AWACConfig
+    loss_methods = ("critic_loss", "actor_loss")  # two optimiser steps per update
 
     def __init__(self, config: AWACConfig, obs_dim: int, act_dim: int, device=None, **kwargs):
         super().__init__(config, obs_dim, act_dim, **kwargs)
@@ -80,10 +81,13 @@ class AWAC(OfflineAlgorithm):
         loss = (q - td_target).pow(2).mean(-1).sum()  # MSE of each critic, summed (CORL)
         return loss, dict(q=q, td_target=td_target)
 
-    def actor_loss(self, batch: dict[str, Tensor], mean: Tensor, log_std: Tensor):
-        """Advantage-weighted log-likelihood; (mean, log_std) = actor(obs) with grad."""
+    def actor_loss(self, batch: dict[str, Tensor], mean: Tensor | None = None, log_std: Tensor | None = None):
+        """Advantage-weighted log-likelihood; (mean, log_std) = actor(obs) with grad (computed here
+        when not given)."""
         c = self.config
         obs, act = batch["observations"], batch["actions"]
+        if mean is None:
+            mean, log_std = self.actor(obs)
         with torch.no_grad():
             pi_act, _ = self.actor.sample_from(mean.detach(), log_std.detach(),
                                                generator=self._rng(act.device))
@@ -95,12 +99,11 @@ class AWAC(OfflineAlgorithm):
         return loss, dict(adv=adv, weights=weights)
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        # the actor steps last, so one forward at s serves both its sampling and its loss
-        mean, log_std = self.actor(batch["observations"])
-
+        # the critic steps first and the actor's loss reads the updated critics (CORL); one actor
+        # forward at s serves both the actor's sampling and its loss
         critic_loss, caux = self.critic_loss(batch)
         self._optimize(critic_loss, self.critic_optimizer)
-        actor_loss, aaux = self.actor_loss(batch, mean, log_std)
+        actor_loss, aaux = self.actor_loss(batch)
         self._optimize(actor_loss, self.actor_optimizer)
 
         self.num_updates += 1

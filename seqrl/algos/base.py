@@ -86,6 +86,9 @@ class OfflineAlgorithm(nn.Module):
     """
 
     config_class: type[OfflineConfig] = OfflineConfig
+    # the methods `update` computes its losses with: pure functions of the parameters, the batch and
+    # the noise drawn from `self._rng`, so seqrl.algos.stacked can run several seeds through them at once
+    loss_methods: tuple[str, ...] = ("loss",)
 
     def __init__(
         self,

@@ -66,6 +66,7 @@ class BRACConfig(SACConfig):
 
 
 class BRAC(SAC):
+    loss_methods = ("loss", "behaviour_loss")
     config_class = BRACConfig
     metric_names = SAC.metric_names + ("kl_coef",)
     mean_metric_names = ("log_pi", "q_data", "kl")

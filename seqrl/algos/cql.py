@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from seqrl.algos.sac import SAC, PolicySamples, SACConfig
+from seqrl.models.nets import standard_uniform
 
 
 @dataclass
@@ -98,8 +99,7 @@ class CQL(SAC):
         return super().actor_objective(obs, act, mean, log_std, new_act, bc_warm_start)
 
     def _uniform_actions(self, batch_size: int, n: int, like: Tensor) -> Tensor:
-        u = torch.rand(batch_size, n, self.act_dim, generator=self._rng(like.device),
-                       device=like.device, dtype=like.dtype)
+        u = standard_uniform((batch_size, n, self.act_dim), self._rng(like.device), like)
         return u * 2.0 - 1.0
 
     def critic_sample_actions(self, batch, samples: PolicySamples) -> Tensor:

@@ -96,8 +96,11 @@ class TransitionBuffer:
     def sample(self, batch_size: int, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """A uniform batch of rows; `extra` columns (one row per transition, e.g. FQE's pi(s')) ride along."""
         idx = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
-        batch = {name: getattr(self, name)[idx] for name in self.fields}
-        return batch | {name: column[idx] for name, column in (extra or {}).items()}
+        return self.rows(idx) | {name: column[idx] for name, column in (extra or {}).items()}
+
+    def rows(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The rows at `idx` (any shape: (K, B) gives several seeds' batches at once)."""
+        return {name: getattr(self, name)[idx] for name in self.fields}
 
     def raw_transitions(self) -> dict[str, torch.Tensor]:
         """Every row with observations and rewards as the environment gives them (actions stay in

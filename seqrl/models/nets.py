@@ -224,6 +224,25 @@ class EnsembleMLP(nn.Module):
         return h.squeeze(-1) if self.squeeze_output else h
 
 
+# ----------------------------------------------------------------------------- noise
+
+
+def standard_normal(shape, generator, like: Tensor) -> Tensor:
+    """N(0, 1) noise of `shape` on `like`'s device and dtype. `generator` is a torch.Generator
+    (or None: the global RNG) or any object with `randn(shape, like)` / `rand(shape, like)`
+    (seqrl.algos.stacked feeds several seeds' noise through one vmapped update that way)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return generator.randn(tuple(shape), like)
+
+
+def standard_uniform(shape, generator, like: Tensor) -> Tensor:
+    """U[0, 1) noise, as `standard_normal`."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return generator.rand(tuple(shape), like)
+
+
 # ----------------------------------------------------------------------------- policies
 
 
@@ -289,7 +308,7 @@ class TanhGaussianPolicy(nn.Module):
     def sample_from(mean, log_std, n=None, generator=None) -> tuple[Tensor, Tensor]:
         """Reparameterised tanh(u), u ~ N(mean, std); n adds a sample dim at -2."""
         mean, log_std, shape = _expand_samples(mean, log_std, n)
-        eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = standard_normal(shape, generator, mean)
         u = mean + log_std.exp() * eps
         # (u - mean) / std is eps itself: no need to recompute it for the Normal term
         log_prob = (-0.5 * eps.pow(2) - log_std - LOG_SQRT_2PI - tanh_log_det_jacobian(u)).sum(-1)
@@ -349,7 +368,7 @@ class GaussianPolicy(nn.Module):
 
     def sample_from(self, mean, log_std, n=None, generator=None) -> tuple[Tensor, Tensor]:
         mean, log_std, shape = _expand_samples(mean, log_std, n)
-        eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = standard_normal(shape, generator, mean)
         actions = mean + log_std.exp() * eps
         if self.clip_samples:
             actions = actions.clamp(-1.0, 1.0)

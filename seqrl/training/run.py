@@ -38,6 +38,7 @@ from seqrl.threads import configure_threads
 from seqrl.training.datasets import dataset_metadata, load_episodes, time_limit
 from seqrl.training.dynamics import fit_dynamics, load_dynamics_for, train_dynamics
 from seqrl.training.loop import LoopConfig, ResumeError, seed_everything, train
+from seqrl.training.seeds import check_stackable, parse_seeds, train_seeds
 
 TT = "tt"
 # what a user's input can get wrong: reported as one line (exit status 1), never a traceback
@@ -86,6 +87,7 @@ class RunConfig:
     eval_every: int = field(default=0, metadata={"help": "evaluate in the environment every N updates (0: only at the end)"})
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation (0: no evaluation)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
+    seeds: str = field(default="", metadata={"help": "train several seeds at once as one stack of networks, e.g. 0,1,2,3,4 or 0-4 (bc, iql, awac, sac, cql, brac; offline): each seed trains exactly as a run with --seed K would, its policy goes to OUTPUT_DIR/seed_K/model, and evaluations report the mean ± s.e. over seeds (overrides --seed)"})
 
 
 def combined_config_class(algorithm: str):
@@ -179,9 +181,16 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     if cfg.online and algorithm not in ONLINE_ALGORITHMS:
         raise SystemExit(f"--online trains {', '.join(ONLINE_ALGORITHMS)}; {algorithm} learns from a dataset only")
+    seeds = parse_seeds(cfg.seeds) if cfg.seeds else None
+    if seeds and cfg.online:
+        raise ConfigError("--seeds trains offline; an online run steps one environment per seed (run seeds separately)")
+    if seeds:
+        algo_config.seed = seeds[0]
     seed_everything(algo_config.seed)
     out = Path(cfg.output_dir or (f"outputs/{algorithm}/{(cfg.env_id or 'InvertedPendulum-v5').lower()}-online"
                                   if cfg.online else f"outputs/{algorithm}/{Path(cfg.dataset).name}"))
+    if seeds:
+        return _train_seeds(algorithm, cfg, algo_config, seeds, device, out)
     run = _online_run(cfg, algo_config, device) if cfg.online else _offline_run(cfg, algo_config, device)
     algo, source, learner, metadata, env = run
     dynamics = None
@@ -223,15 +232,13 @@ def _mc_discount(algo_config) -> float | None:
     return algo_config.discount if getattr(algo_config, "calql", False) else None
 
 
-def _offline_run(cfg, algo_config, device):
+def _offline_data(cfg, algo_config, device):
+    """The dataset as a transition buffer, what checkpoints record about it, and its evaluation env."""
     episodes = load_episodes(cfg.dataset, cfg.env_id, cfg.ref_min_score, cfg.ref_max_score)
     buffer = TransitionBuffer(episodes, BufferConfig(normalize_observations=cfg.normalize_observations,
                                                      normalize_reward=cfg.normalize_reward,
                                                      mc_returns_discount=_mc_discount(algo_config)),
                               device=device, seed=algo_config.seed)
-    algo = build_algorithm(algo_config, episodes.observation_dim, episodes.action_dim,
-                           action_low=buffer.action_low, action_high=buffer.action_high,
-                           obs_mean=buffer.obs_mean, obs_std=buffer.obs_std, device=device)
     print(f"data: {episodes.summary()}")
     metadata = {
         **dataset_metadata(episodes, cfg.dataset),
@@ -241,7 +248,26 @@ def _offline_run(cfg, algo_config, device):
     env = evaluation_env(episodes.metadata) if episodes.env_id else {}
     if env and cfg.eval_episodes > 0:  # a dataset of another env would fail only after the whole budget
         check_env_spaces(env, episodes.observation_dim, episodes.action_dim, f"the dataset {cfg.dataset}")
+    return buffer, metadata, env
+
+
+def _buffer_statistics(buffer) -> dict:
+    return dict(action_low=buffer.action_low, action_high=buffer.action_high, obs_mean=buffer.obs_mean,
+                obs_std=buffer.obs_std, device=buffer.device)
+
+
+def _offline_run(cfg, algo_config, device):
+    buffer, metadata, env = _offline_data(cfg, algo_config, device)
+    algo = build_algorithm(algo_config, buffer.observations.shape[1], buffer.actions.shape[1],
+                           **_buffer_statistics(buffer))
     return algo, BufferBatches(buffer, algo_config.batch_size), AlgorithmLearner(algo), metadata, env
+
+
+def _train_seeds(algorithm, cfg, algo_config, seeds, device, out: Path) -> dict:
+    check_stackable(algorithm)  # before the data loads
+    buffer, metadata, env = _offline_data(cfg, algo_config, device)
+    return train_seeds(algorithm, cfg, algo_config, seeds, buffer, metadata, env, out, _buffer_statistics(buffer),
+                       identity={"algorithm": algorithm, "data": cfg.dataset})
 
 
 def _model_based(cfg, algo_config, algo, buffer, metadata, out: Path):
