@@ -12,6 +12,7 @@
     seqrl eval PATH_OR_REPO_ID           evaluate a value-based policy in its environment
     seqrl ope PATH_OR_REPO_ID [--dataset ID]   estimate a policy's value from data alone (FQE)
     seqrl finetune PATH_OR_REPO_ID [--env ID]  continue an offline policy online (IQL, AWAC, CQL / Cal-QL, SAC, BRAC)
+    seqrl export PATH [--format onnx|torchscript]  the policy as a graph (normalisation and scaling inside)
     seqrl plot RUN_DIR [RUN_DIR ...]     training curves and evaluation returns as a PNG
     seqrl plan [OPTIONS]                 beam-search planning with a trained TT (see `seqrl plan --help`)
     seqrl push PATH REPO_ID              upload a checkpoint directory to the Hub
@@ -192,6 +193,18 @@ def plot(args) -> int:
     return 0
 
 
+def export_policy(args) -> int:
+    from seqrl.export import ExportError, export
+    from seqrl.hub import CheckpointError
+
+    try:
+        path = export(args.checkpoint, args.output, args.format)
+    except (ExportError, CheckpointError) as err:
+        raise CommandError(str(err)) from None
+    print(f"exported {args.checkpoint} as {args.format}: {path}")
+    return 0
+
+
 def push(args) -> int:
     from seqrl.hub import CheckpointError, push_to_hub
 
@@ -282,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=None,
                    help="comma-separated logged metrics to draw (default: every one with 'loss' in its name)")
     p.set_defaults(func=plot)
+
+    p = add(commands, "export", "a trained policy as an ONNX or TorchScript graph (normalisation and action scaling "
+                                "inside); a Trajectory Transformer's logits as ONNX")
+    p.add_argument("checkpoint", metavar="PATH_OR_REPO_ID", help="checkpoint directory (with seqrl.json) or Hub repo id")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx",
+                   help="onnx (default; needs seqrl[export]: onnx, onnxscript) or torchscript (torch.jit.trace)")
+    p.add_argument("--output", default=None, help="file to write (default: CHECKPOINT/policy.onnx or policy.pt, "
+                   "CHECKPOINT/logits.onnx for a Trajectory Transformer)")
+    p.set_defaults(func=export_policy)
 
     p = add(commands, "push", "upload a checkpoint directory to the Hugging Face Hub (training checkpoints "
                               "and logs are left out)")

@@ -170,6 +170,13 @@ class OfflineAlgorithm(nn.Module):
         """Actions in [-1, 1] for normalised observations [B, obs_dim]."""
         raise NotImplementedError
 
+    def actions_in_bounds(self, observations: Tensor, deterministic: bool = True) -> Tensor:
+        """Raw observations [B, obs_dim] -> actions in the env's bounds: normalisation, policy, clamp
+        and scaling as tensor ops only (what `seqrl export` puts in the graph; no input checks)."""
+        obs = (observations - self.obs_mean) / self.obs_std
+        a = self._act(obs, deterministic).clamp(-1.0, 1.0)
+        return self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
+
     @torch.no_grad()
     def act(self, observations: Any, deterministic: bool = True) -> Any:
         """Actions in the env's bounds for raw observations; numpy in -> numpy out, torch in ->
@@ -183,9 +190,7 @@ class OfflineAlgorithm(nn.Module):
                              f"or (batch, {self.obs_dim})")
         if not bool(torch.isfinite(obs).all()):
             raise ValueError("observations contain NaN or inf")
-        obs = (obs.reshape(-1, self.obs_dim) - self.obs_mean) / self.obs_std
-        a = self._act(obs, deterministic).clamp(-1.0, 1.0)
-        a = self.action_low + (a + 1.0) * 0.5 * (self.action_high - self.action_low)
+        a = self.actions_in_bounds(obs.reshape(-1, self.obs_dim), deterministic)
         if single:
             a = a[0]
         if is_tensor:

@@ -334,6 +334,23 @@ class TrajectoryTransformerModel(PreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
+    def window_logits(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """Logits [B, T, N+1] of a window that starts at s^0 (position 0), without the input checks
+        and with shape-agnostic ops only, so that it exports with a dynamic length (seqrl export);
+        equal to `forward(input_ids).logits` (tested)."""
+        cfg = self.config
+        N, D = cfg.vocab_size, cfg.transition_dim
+        T = input_ids.shape[1]
+        pos = torch.arange(T, device=input_ids.device)
+        dims = pos % D
+        tok = torch.where(input_ids == N, N * D, input_ids + dims * N)
+        x = self.drop(self.tok_emb(tok) + self.pos_emb[:, :T])
+        allowed = (pos[None, :] <= pos[:, None]) & (dims != D - 1)[None, :]
+        mask = torch.zeros(T, T, dtype=x.dtype, device=x.device).masked_fill(~allowed, float("-inf"))
+        for block in self.blocks:
+            x = block(x, mask)[0]
+        return torch.einsum("btc,tvc->btv", self.ln_f(x), self.head.weight[dims])
+
     # ---------------------------------------------------------------- cached decoding (the planner)
     def new_decode_cache(self, rows: int, window: int) -> list[KV]:
         """Preallocated key/value buffers [rows, n_head, window, head_dim] per layer for `decode_step`."""
