@@ -14,6 +14,7 @@
     seqrl finetune PATH_OR_REPO_ID [--env ID]  continue an offline policy online (IQL, AWAC, CQL / Cal-QL, SAC, BRAC)
     seqrl export PATH [--format onnx|torchscript]  the policy as a graph (normalisation and scaling inside)
     seqrl sweep SWEEP.yaml               grid / random search over algorithms, options and seeds (Ray Tune)
+    seqrl convert STATE.pt --model_config PKL --dataset ID --output DIR   an official TT checkpoint -> seqrl
     seqrl plot RUN_DIR [RUN_DIR ...]     training curves and evaluation returns as a PNG
     seqrl plan [OPTIONS]                 beam-search planning with a trained TT (see `seqrl plan --help`)
     seqrl push PATH REPO_ID              upload a checkpoint directory to the Hub
@@ -33,7 +34,7 @@ from pathlib import Path
 VALUE_BASED = ("bc", "sac", "cql", "iql", "awac", "brac")
 MODEL_BASED = ("mopo", "combo")
 RUNS = {("train", "tt"): "tt", ("train", "dynamics"): "dynamics", ("plan",): "plan", ("ope",): "ope",
-        ("finetune",): "finetune", ("sweep",): "sweep",
+        ("finetune",): "finetune", ("sweep",): "sweep", ("convert",): "convert",
         **{("train", algo): algo for algo in VALUE_BASED + MODEL_BASED}}
 
 
@@ -65,6 +66,10 @@ def run(words: tuple[str, ...], argv: list[str]) -> int:
             from seqrl.training.ope import main as ope
 
             ope(argv)
+        elif RUNS[words] == "convert":
+            from seqrl.convert import main as convert
+
+            convert(argv)
         elif RUNS[words] == "sweep":
             from seqrl.training.sweep import main as sweep
 
@@ -274,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     commands.add_parser("ope", help="offline policy evaluation (FQE) of a value-based policy from data: "
                                     "see `seqrl ope --help`", add_help=False)
+    commands.add_parser("convert", help="an official trajectory-transformer checkpoint as a seqrl checkpoint: "
+                                        "see `seqrl convert --help`", add_help=False)
     commands.add_parser("sweep", help="a grid or random search over algorithms, datasets, options and seeds on Ray "
                                       "Tune: see `seqrl sweep --help`", add_help=False)
     commands.add_parser("finetune", help="offline-to-online fine-tuning of an IQL, AWAC, CQL (Cal-QL), SAC or BRAC "

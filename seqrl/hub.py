@@ -27,6 +27,7 @@ from seqrl.algos import ALGORITHMS, OfflineAlgorithm, build_algorithm, config_fr
 from seqrl.data.discretize import CONFIG_NAME as DISCRETIZER_CONFIG
 from seqrl.data.discretize import WEIGHTS_NAME as DISCRETIZER_WEIGHTS
 from seqrl.data.discretize import Discretizer
+from seqrl.models.conversion import TRANSFORMERS_MODEL_TYPE, config_from_settings, state_dict_from_transformers
 from seqrl.models.dynamics import DynamicsConfig, DynamicsEnsemble
 from seqrl.models.trajectory_transformer import TrajectoryTransformerModel
 from seqrl.resources import resource
@@ -200,11 +201,16 @@ def from_pretrained(path_or_repo_id: str, *, algorithm: str | None = None, env_i
         directory = directory / subfolder
         if not directory.is_dir():
             raise CheckpointError(f"{path_or_repo_id} has no folder {subfolder!r}")
-    meta = read_metadata(directory)
+    if not (directory / SEQRL_FILE).exists() and _is_transformers_tt(directory):
+        meta = {"algorithm": TT_ALGORITHM, "env_id": None, "source": f"transformers TrajectoryTransformerModel: {path_or_repo_id}"}
+    else:
+        meta = read_metadata(directory)
     if algorithm is not None and meta.get("algorithm") != algorithm:
         raise CheckpointError(f"{path_or_repo_id} is a {meta.get('algorithm')} checkpoint, not {algorithm}")
     if env_id is not None and meta.get("env_id") != env_id:
         raise CheckpointError(f"{path_or_repo_id} was trained on {meta.get('env_id')}, not {env_id}")
+    if meta.get("algorithm") == TT_ALGORITHM and "source" in meta and not (directory / SEQRL_FILE).exists():
+        return load_transformers_trajectory_model(directory, meta, device=device)
     if meta.get("algorithm") == TT_ALGORITHM:
         return load_trajectory_model(directory, meta, device=device)
     if meta.get("algorithm") == DYNAMICS:
@@ -294,6 +300,50 @@ def load_trajectory_model(directory, metadata: dict | None = None, device="cpu")
                               f"is {cfg.vocab_size}")
     metadata = {k: v for k, v in metadata.items() if k not in ("algorithm", "seqrl_version")}
     return TrajectoryModel(model, discretizer, metadata)
+
+
+def _is_transformers_tt(directory: Path) -> bool:
+    try:
+        return json.loads((directory / "config.json").read_text()).get("model_type") == TRANSFORMERS_MODEL_TYPE
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def load_transformers_trajectory_model(directory, metadata: dict, device="cpu") -> TrajectoryModel:
+    """A checkpoint of transformers' deprecated `TrajectoryTransformerModel` (config.json +
+    model.safetensors or pytorch_model.bin, the latter read with weights_only=True), converted. Such
+    checkpoints carry no discretizer: `discretizer` is None until one is fitted on the data
+    (`seqrl plan --checkpoint DIR --dataset ID` does)."""
+    directory = Path(directory)
+    settings = json.loads((directory / "config.json").read_text())
+    try:
+        config = config_from_settings(settings)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{directory / 'config.json'}: {err}") from None
+    if (directory / WEIGHTS_NAME).exists():
+        state = _load_weights(directory / WEIGHTS_NAME)
+    elif (directory / "pytorch_model.bin").exists():
+        import torch
+
+        try:
+            state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a pickle with code in it, or a damaged file
+            raise CheckpointError(f"{directory / 'pytorch_model.bin'} is not a plain state dict (refused to load "
+                                  f"it: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__})") from None
+    else:
+        raise CheckpointError(f"{directory} has neither {WEIGHTS_NAME} nor pytorch_model.bin")
+    model = TrajectoryTransformerModel(config)
+    load_converted_weights(model, state_dict_from_transformers(state), directory)
+    meta = {**metadata, "observation_dim": config.observation_dim, "action_dim": config.action_dim}
+    meta.pop("algorithm", None)
+    return TrajectoryModel(model.to(device).eval(), None, meta)
+
+
+def load_converted_weights(model, state: dict, source) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: the weights do not fit a Trajectory Transformer of this config "
+                              f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
 
 
 # ---------------------------------------------------------------------------- push

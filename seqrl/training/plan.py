@@ -128,6 +128,10 @@ def _plan(argv) -> EvalResult:
 
     model = load_model(run.checkpoint, device, run.revision)
     meta = model.metadata
+    if model.discretizer is None:
+        raise SystemExit(f"error: {run.checkpoint} carries no discretizer (a transformers TrajectoryTransformerModel "
+                         f"checkpoint), so its tokens cannot become actions: fit its bins on the data it was trained on "
+                         f"with `seqrl convert {run.checkpoint} --dataset ID --output DIR`, then plan with DIR")
     env = evaluation_env(meta)
     if not env["env_id"]:
         raise SystemExit(f"error: {run.checkpoint} records no env_id: cannot tell which environment to plan in")
