@@ -4,6 +4,7 @@
     seqrl data build ID [--n_steps N]    generate a built-in or family dataset (into MINARI_DATASETS_PATH);
                                          ID "all" builds every one whose behaviour policies ship
     seqrl data info ID_OR_PATH           episodes, returns and lengths of any dataset source
+    seqrl data push ID_OR_PATH REPO_ID   upload a dataset to a Hub dataset repo with a card (--minari: Minari's layout)
     seqrl train tt [OPTIONS]             train a Trajectory Transformer (see `seqrl train tt --help`)
     seqrl train iql [OPTIONS]            train IQL offline; likewise bc, sac, cql, awac, brac
     seqrl train sac --online --env ID    SAC trained online in a gymnasium environment
@@ -117,6 +118,43 @@ def data_build(args) -> int:
         except ValueError as err:
             raise CommandError(str(err)) from None
         print(f"{dataset_id}: {load_dataset(dataset_id).summary()}", flush=True)
+    return 0
+
+
+def data_push(args) -> int:
+    from seqrl.data import DataError, load_dataset
+    from seqrl.data.minari import is_local_minari
+
+    try:
+        dataset = load_dataset(args.source)  # built-in and family ids are built first
+    except DataError as err:
+        raise CommandError(str(err)) from None
+    if args.minari:  # Minari's own layout, written by Minari's own Hugging Face storage
+        if not is_local_minari(args.source):
+            raise CommandError(f"--minari uploads a local Minari dataset by its id; {args.source} is not one "
+                               f"(push it without --minari, or build it with `seqrl data build`)")
+        if "/" in args.repo_id:
+            raise CommandError(f"--minari takes the Hub user or organisation ({args.repo_id!r} has a '/'): Minari puts "
+                               f"{args.source} into the dataset repo OWNER/{args.source.split('/')[0]}")
+        import os
+
+        import minari
+        from huggingface_hub import get_token
+
+        remote, os.environ["MINARI_REMOTE"] = os.environ.get("MINARI_REMOTE"), f"hf://{args.repo_id}"
+        try:  # Minari's uploader writes the namespace metadata Minari's readers need, then the dataset
+            minari.upload_dataset(args.source, token=get_token())
+        finally:
+            if remote is None:
+                os.environ.pop("MINARI_REMOTE")
+            else:
+                os.environ["MINARI_REMOTE"] = remote
+        print(f"pushed {args.source} in Minari's layout to hf://{args.repo_id}: with MINARI_REMOTE=hf://{args.repo_id}, "
+              f"minari.download_dataset({args.source!r}) or seqrl.data.load_dataset({args.source!r}) fetch it")
+        return 0
+    url = dataset.push_to_hub(args.repo_id, private=args.private)
+    print(f"pushed {args.source} ({dataset.summary().transitions:,} transitions) to the dataset repo {args.repo_id}: {url}\n"
+          f"load it with seqrl.data.load_dataset({args.repo_id!r})")
     return 0
 
 
@@ -262,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date copy exists")
     add_threads(p)
     p.set_defaults(func=data_build)
+    p = add(data_commands, "push", "upload a dataset (any source seqrl reads, the built-in families included) to a Hub "
+                                   "dataset repo with a dataset card")
+    p.add_argument("source", metavar="ID_OR_PATH", help="dataset id or path (as `seqrl data info`)")
+    p.add_argument("repo_id", help="Hub dataset repo 'user/name' (created if missing); with --minari the user or organisation")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--minari", action="store_true", help="Minari's own hf:// layout (a local Minari dataset id; "
+                   "Minari users then read it with MINARI_REMOTE=hf://OWNER and minari.download_dataset(ID))")
+    p.set_defaults(func=data_push)
     p = add(data_commands, "info", "environment, sizes, returns and lengths of a dataset")
     p.add_argument("source", metavar="ID_OR_PATH",
                    help="saved EpisodeDataset directory, .npz, built-in, local or remote Minari id, or Hub dataset repo id")

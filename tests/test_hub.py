@@ -254,3 +254,58 @@ def test_every_checkpoint_file_gets_the_same_permissions(trajectory_model, tmp_p
     os.umask(umask)
     modes = {f.name: f.stat().st_mode & 0o777 for f in path.iterdir() if f.is_file()}
     assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def test_data_push_uploads_a_minari_dataset_with_its_card_and_loads_back_offline(
+        hub_server, hub_repo_id, fresh_hf_cache, run_offline, tmp_path, monkeypatch, capsys):
+    """`seqrl data push ID REPO_ID`: parquet + metadata + a card naming the source, env, sizes, returns,
+    reference scores and how the data was made; `load_dataset(REPO_ID)` gives the same rows, offline too."""
+    from huggingface_hub import hf_hub_download
+
+    from seqrl.cli import main as cli
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    dataset_id = "seqrltest/pendulum/push-v0"
+    _write_small_minari(dataset_id)
+    original = load_dataset(dataset_id)
+    assert cli(["data", "push", dataset_id, hub_repo_id]) == 0
+    card = open(hf_hub_download(hub_repo_id, "README.md", repo_type="dataset", cache_dir=tmp_path / "c")).read()
+    s = original.summary()
+    for text in ("`Pendulum-v1`, 200-step limit", f"{s.transitions:,}", f"{s.return_mean:.2f}", "-1500.00 / -100.00",
+                 "## How it was made", f'load_dataset("{hub_repo_id}")'):
+        assert text in card, text
+    back = EpisodeDataset.from_hub(hub_repo_id, cache_dir=fresh_hf_cache.hub_cache)
+    for key, value in original.arrays().items():
+        np.testing.assert_array_equal(back.arrays()[key], value)
+    proc = run_offline(f"from seqrl.data import EpisodeDataset\n"
+                       f"print('rows', len(EpisodeDataset.from_hub({hub_repo_id!r}, cache_dir={str(fresh_hf_cache.hub_cache)!r})))",
+                       hf_home=fresh_hf_cache.home)
+    assert f"rows {len(original)}" in proc.stdout
+
+
+def test_data_push_in_minaris_layout_reads_back_with_minari(hub_server, tmp_path, monkeypatch, capsys):
+    import uuid
+
+    from seqrl.cli import main as cli
+
+    owner = f"minari-{uuid.uuid4().hex[:8]}"
+    dataset_id = "seqrltest/pendulum/minari-push-v0"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "publisher"))
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    _write_small_minari(dataset_id)
+    original = load_dataset(dataset_id)
+    assert cli(["data", "push", dataset_id, owner, "--minari"]) == 0
+    assert f"MINARI_REMOTE=hf://{owner}" in capsys.readouterr().out
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "reader"))
+    monkeypatch.setenv("MINARI_REMOTE", f"hf://{owner}")
+    assert dataset_id in __import__("minari").list_remote_datasets()  # Minari's own reader lists it
+    back = load_dataset(dataset_id)  # fetched by minari.download_dataset
+    for key, value in original.arrays().items():
+        np.testing.assert_array_equal(back.arrays()[key], value)
+
+    assert cli(["data", "push", dataset_id, f"{owner}/x", "--minari"]) == 1  # an owner, not a repo id
+    assert "user or organisation" in capsys.readouterr().err
+    original.save_to_disk(tmp_path / "saved")
+    assert cli(["data", "push", str(tmp_path / "saved"), owner, "--minari"]) == 1
+    assert "not one" in capsys.readouterr().err

@@ -418,12 +418,32 @@ class EpisodeDataset:
         return str(info)
 
     def _card(self, repo_id: str) -> str:
-        s = self.summary()
+        """The Hub dataset card: source, environment, sizes, returns, reference scores, how it was made."""
+        s, m = self.summary(), self.metadata
+        lo, hi = m.get("ref_min_score"), m.get("ref_max_score")
+        refs = "none recorded"
+        if lo is not None and hi is not None:
+            refs = (f"{lo:.2f} / {hi:.2f} ({m.get('ref_source') or 'recorded with the data'}); normalized score of the "
+                    f"data {100 * (s.return_mean - lo) / (hi - lo):.1f}")
+        made = m.get("description") or "not recorded"
+        rows = [("source", f"`{m.get('source')}`"), ("environment", f"`{self.env_id}`" + (
+                    f", {m['max_episode_steps']}-step limit" if m.get("max_episode_steps") else "")),
+                ("observations / actions", f"{self.observation_dim} / {self.action_dim} dims"),
+                ("episodes / transitions", f"{s.episodes:,} / {s.transitions:,}"),
+                ("terminated / truncated episodes", f"{s.terminations:,} / {s.truncations:,}"),
+                ("episode return", f"{s.return_mean:.2f} ± {s.return_std:.2f} (min {s.return_min:.2f}, max {s.return_max:.2f})"),
+                ("episode length", f"{s.length_mean:.1f} ({s.length_min}-{s.length_max})"),
+                ("`ref_min_score` / `ref_max_score`", refs)]
+        if m.get("algorithm_id"):
+            rows.append(("behaviour", str(m["algorithm_id"])))
+        table = "\n".join(f"| {k} | {v} |" for k, v in rows)
         return (
-            "---\nlibrary_name: seqrl\ntags: [offline-rl, seqrl]\n---\n"
-            f"# {repo_id}\n\nAn offline RL dataset in seqrl's EpisodeDataset format (one row per transition).\n\n"
-            f"- environment: `{self.env_id}`\n- source: `{self.metadata.get('source')}`\n- {s}\n\n"
-            "Load it with `seqrl.data.EpisodeDataset.from_hub(repo_id)`.\n"
+            "---\nlibrary_name: seqrl\ntags: [offline-rl, seqrl, reinforcement-learning]\n---\n"
+            f"# {repo_id}\n\nAn offline RL dataset in seqrl's EpisodeDataset format: one row per transition "
+            f"(parquet), its metadata in `{METADATA_FILE}`.\n\n| | |\n|---|---|\n{table}\n\n"
+            f"## How it was made\n\n{made}\n\n"
+            f"Load it with `seqrl.data.load_dataset(\"{repo_id}\")` (or `EpisodeDataset.from_hub`); it is cached, so "
+            f"it loads again offline (`HF_HUB_OFFLINE=1`).\n"
         )
 
     def __repr__(self) -> str:

@@ -116,6 +116,9 @@ def minari_metadata(dataset) -> dict:
         "ref_max_score": storage_meta.get("ref_max_score"),
         "ref_source": f"the dataset's own ({dataset.spec.dataset_id})" if storage_meta.get("ref_max_score") is not None
         else None,
+        # how it was made, as the dataset says (dataset cards on the Hub repeat it)
+        **{key: storage_meta[key] for key in ("description", "algorithm_id", "author", "code_permalink")
+           if isinstance(storage_meta.get(key), str)},
     }
     eval_spec = getattr(dataset, "_eval_env_spec", None)  # parsed by Minari from metadata["eval_env_spec"]
     if eval_spec is not None and spec is not None and (eval_spec.id, dict(eval_spec.kwargs), eval_spec.max_episode_steps) != (
