@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from seqrl.hub import CheckpointError, TrajectoryModel, load_converted_weights, save_pretrained
+from seqrl.hub import CheckpointError, TrajectoryModel, load_converted_weights, resolve, save_pretrained
 from seqrl.models.conversion import config_from_settings, state_dict_from_official
 from seqrl.models.trajectory_transformer import TrajectoryTransformerModel
 
@@ -107,10 +107,11 @@ def convert_official(state_path, model_config_path, dataset: str, output, data_c
     from seqrl.training.datasets import dataset_metadata, load_episodes
 
     if model_config_path is None:
-        if not (Path(state_path) / "config.json").exists():
+        if Path(state_path).is_file():
             raise CheckpointError(f"{state_path}: give --model_config for an official state dict, or a transformers "
-                                  f"TrajectoryTransformerModel directory (config.json + weights)")
-        model = load_transformers_trajectory_model(state_path, {"source": str(state_path)}).model
+                                  f"TrajectoryTransformerModel directory or Hub repo id (config.json + weights)")
+        directory = resolve(str(state_path))  # a local folder or a Hub snapshot
+        model = load_transformers_trajectory_model(directory, {"source": str(state_path)}).model
     else:
         model = load_official_model(state_path, model_config_path)
     data = read_official_config(data_config_path) if data_config_path else {}

@@ -31,7 +31,7 @@ def test_a_tiny_sweep_runs_tabulates_and_resumes(pendulum_data, tmp_path):
         assert len(result["trials"]) == 4 and all("metrics" in t for t in result["trials"])
         assert len(result["rows"]) == 2
         for row in result["rows"]:
-            lr = float(row["config"].split("lr=")[1].split(",")[0])
+            lr = float(row["config"].split("lr=")[1])
             scores = []
             for seed in (0, 1):  # each trial is a normal run: its checkpoint holds what the table says
                 trial = next(t for t in result["trials"] if t["params"]["seed"] == seed and t["params"]["lr"] == lr)

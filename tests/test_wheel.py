@@ -68,6 +68,11 @@ def test_the_wheel_runs_every_main_command_outside_the_checkout(installed, tmp_p
     assert "carried over" in out and (tmp_path / "ft" / "finetune.json").exists()
     seqrl(installed, tmp_path, "ope", "iql/model", "--max_steps", "20", "--output_dir", "ope")
     assert (tmp_path / "ope" / "ope.json").exists()
+    seqrl(installed, tmp_path, "export", "iql/model", "--format", "torchscript")
+    assert (tmp_path / "iql" / "model" / "policy.pt").exists()
+    seqrl(installed, tmp_path, "train", "bc", "--seeds", "0,1", "--max_steps", "5", "--eval_episodes", "1",
+          "--output_dir", "bc")
+    assert (tmp_path / "bc" / "seed_1" / "model" / "README.md").exists() and (tmp_path / "bc" / "seeds.json").exists()
 
     seqrl(installed, tmp_path, "train", "tt", "--max_steps", "2", "--n_layer", "1", "--n_head", "1", "--n_embd", "8",
           "--n_bins", "8", "--batch_size", "4", "--output_dir", "tt")

@@ -114,6 +114,11 @@ def _param_space(sweep: dict) -> dict:
     return space
 
 
+def label(params: dict) -> str:
+    """A configuration as the table shows it: its parameters, sorted."""
+    return ", ".join(f"{k}={f'{v:.4g}' if isinstance(v, float) else v}" for k, v in sorted(params.items()))
+
+
 def trial_name(params: dict) -> str:
     """A readable, filesystem-safe name of a trial's parameters (its output folder)."""
     def short(v):
@@ -191,7 +196,7 @@ def summarize(trials: list[dict], metric: str | None = None) -> list[dict]:
     """One row per configuration (the parameters without the seed): mean ± s.e. over its seeds."""
     groups: dict[str, list[dict]] = {}
     for t in trials:
-        key = trial_name({k: v for k, v in t["params"].items() if k != "seed"})
+        key = label({k: v for k, v in t["params"].items() if k != "seed"})
         groups.setdefault(key, []).append(t)
     rows = []
     for key, members in groups.items():
