@@ -97,6 +97,20 @@ def build_parser(cls, description: str, default_config: str | None = None) -> ar
     return parser
 
 
+def read_yaml_mapping(path, what: str = "file") -> dict:
+    """A YAML file of key: value lines, or ConfigError naming what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold option: value lines, not a {type(values).__name__}")
+    return values
+
+
 def parse_config(cls, argv=None, description: str = "", default_config: str | None = None):
     """YAML (from --config) < command-line flags; unknown YAML keys are an error."""
     parser = build_parser(cls, description, default_config)
@@ -104,14 +118,7 @@ def parse_config(cls, argv=None, description: str = "", default_config: str | No
     values = {}
     if args.config:
         path = Path(args.config)
-        if not path.exists():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold option: value lines, not a {type(values).__name__}")
+        values = read_yaml_mapping(path, "config file")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -102,27 +102,29 @@ def train_seeds(algorithm: str, cfg, algo_config, seeds: list[int], buffer, meta
         training = {**to_dict(cfg), "seed": seed, "seeds": seeds, "steps": step, "final_metrics": {}}
         return {**metadata, "training": training, "evaluation": evaluation}
 
+    def evaluate_seeds(step: int) -> dict:
+        results = []
+        for seed, member in zip(seeds, stack.sync_members()):
+            member.eval()
+            results.append(rollout(member, n_episodes=cfg.eval_episodes, **env, seed=EVAL_SEED,
+                                   ref_min_score=metadata.get("ref_min_score"),
+                                   ref_max_score=metadata.get("ref_max_score"),
+                                   ref_source=metadata.get("ref_source"), progress=False))
+            if cfg.snapshot_evals:
+                r = results[-1]
+                member.metadata = run_metadata(seed, step, {"return_mean": r.mean, "return_stderr": r.stderr})
+                save_pretrained(member, out / f"seed_{seed}" / "snapshots" / f"step_{step}")
+            member.train()
+        metrics = _seed_metrics(results)
+        for seed, r in zip(seeds, results):
+            metrics[f"seed_{seed}/return_mean"], metrics[f"seed_{seed}/return_stderr"] = r.mean, r.stderr
+            if r.normalized_mean is not None:
+                metrics[f"seed_{seed}/normalized_score"] = r.normalized_mean
+        return metrics
+
     evaluate: Callable | None = None
     if cfg.eval_episodes > 0 and env.get("env_id"):
-        def evaluate(step: int) -> dict:
-            results = []
-            for seed, member in zip(seeds, stack.sync_members()):
-                member.eval()
-                results.append(rollout(member, n_episodes=cfg.eval_episodes, **env, seed=EVAL_SEED,
-                                       ref_min_score=metadata.get("ref_min_score"),
-                                       ref_max_score=metadata.get("ref_max_score"),
-                                       ref_source=metadata.get("ref_source"), progress=False))
-                if cfg.snapshot_evals:
-                    r = results[-1]
-                    member.metadata = run_metadata(seed, step, {"return_mean": r.mean, "return_stderr": r.stderr})
-                    save_pretrained(member, out / f"seed_{seed}" / "snapshots" / f"step_{step}")
-                member.train()
-            metrics = _seed_metrics(results)
-            for seed, r in zip(seeds, results):
-                metrics[f"seed_{seed}/return_mean"], metrics[f"seed_{seed}/return_stderr"] = r.mean, r.stderr
-                if r.normalized_mean is not None:
-                    metrics[f"seed_{seed}/normalized_score"] = r.normalized_mean
-            return metrics
+        evaluate = evaluate_seeds
     elif cfg.eval_episodes > 0:
         print("warning: no evaluation: the dataset records no environment (pass --env_id)")
 

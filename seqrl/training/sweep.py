@@ -26,7 +26,6 @@ are kept and each unfinished one continues from its last checkpoint (`--resume`)
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import re
@@ -35,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from seqrl.config import ConfigError
+from seqrl.config import ConfigError, read_yaml_mapping
 from seqrl.training.seeds import mean_and_stderr
 
 SWEEP_KEYS = {"name", "output_dir", "grid", "search", "num_samples", "seeds", "options", "cpus_per_trial", "address",
@@ -48,14 +47,7 @@ def read_sweep(path) -> dict[str, Any]:
     """The sweep file, checked: known keys, lists in the grid, samplers in the search, option names that
     the algorithms take. Errors name the problem (before Ray starts)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"sweep file not found: {path}")
-    try:
-        sweep = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(sweep, dict):
-        raise ConfigError(f"{path} must hold key: value lines")
+    sweep = read_yaml_mapping(path, "sweep file")
     unknown = sorted(set(sweep) - SWEEP_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown sweep keys {unknown}; known: {sorted(SWEEP_KEYS)}")
