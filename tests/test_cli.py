@@ -69,6 +69,11 @@ def test_data_build_unknown_id(capsys):
     (["train"], "brac"),
     (["train", "brac"], "--brac_variant"),
     (["push"], "REPO_ID"),
+    (["data", "push"], "--minari"),
+    (["export"], "--format"),
+    (["sweep"], "cpus_per_trial"),
+    (["convert"], "--model_config"),
+    (["train", "iql"], "--seeds"),
 ])
 def test_help_of_each_subcommand(words, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
