@@ -175,10 +175,11 @@ def venv_python(venv: Path) -> Path:
 
 def ensure_d3rlpy_venv(venv: Path = D3RLPY_VENV) -> Path:
     """Create the peer's venv if missing: the local CPU torch first (so pip never pulls a CUDA
-    build), then d3rlpy (it pins gymnasium 1.0.0, so it can't share the main venv)."""
+    build), then d3rlpy (it pins gymnasium 1.0.0, so it can't share the main venv) and gymnasium's
+    MuJoCo extra, which the quality and fine-tuning workers need for the v5 environments."""
     py = venv_python(venv)
     check = [str(py), "-c", "import warnings; warnings.simplefilter('ignore'); "
-             "import d3rlpy, torch; print(d3rlpy.__version__, torch.__version__)"]
+             "import d3rlpy, torch, mujoco; print(d3rlpy.__version__, torch.__version__)"]
     if py.exists():
         r = subprocess.run(check, capture_output=True, text=True)
         if r.returncode == 0 and r.stdout.split()[:1] == [D3RLPY_VERSION]:
@@ -189,7 +190,7 @@ def ensure_d3rlpy_venv(venv: Path = D3RLPY_VENV) -> Path:
         subprocess.run([base, "-m", "venv", str(venv)], check=True)
     pip = [str(py), "-m", "pip", "install", "--quiet"]
     subprocess.run(pip + [f"torch=={TORCH_VERSION}"], check=True)
-    subprocess.run(pip + [f"d3rlpy=={D3RLPY_VERSION}"], check=True)
+    subprocess.run(pip + [f"d3rlpy=={D3RLPY_VERSION}", "gymnasium[mujoco]"], check=True)
     r = subprocess.run(check, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"d3rlpy venv does not import:\n{r.stderr[-2000:]}")
