@@ -98,7 +98,7 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers[:-1]:
             x = self.activation(layer(x))
-        x = self.layers[-1](x)
+        x = self.layers[-1](x).float()  # heads stay float32 under bf16 autocast (a no-op otherwise)
         return x.squeeze(-1) if self.squeeze_output else x
 
 
@@ -220,7 +220,7 @@ class EnsembleMLP(nn.Module):
                 h = (h * w.transpose(1, 2)).sum(-1, keepdim=True) + b
             else:
                 h = torch.baddbmm(b, h, w)
-        h = h.view(E, *out_shape, -1)
+        h = h.float().view(E, *out_shape, -1)  # float32 heads under bf16 autocast, as MLP
         return h.squeeze(-1) if self.squeeze_output else h
 
 

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from seqrl.cpu.memory import reuse_freed_memory
+from seqrl.training.precision import update_precision
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST_FILE = "latest"
@@ -62,6 +63,8 @@ class LoopConfig:
     progress: bool = True
     progress_desc: str = "training"
     reuse_freed_memory: bool = True  # glibc heap thresholds for step-to-step reuse (seqrl/cpu/memory.py)
+    precision: str = "fp32"  # "bf16": each train_step under bfloat16 autocast (seqrl/training/precision.py)
+    device_type: str = "cpu"  # where that autocast applies
     extra_log: dict = field(default_factory=dict)
 
 
@@ -245,7 +248,9 @@ def train(
     interval = 0  # loop steps since the last log
     end = start if getattr(learner, "finished", False) else config.max_steps  # a finished run stays finished
     for step in range(start, end):
-        metrics = learner.train_step(source.next_batch())
+        batch = source.next_batch()
+        with update_precision(config.precision, config.device_type):
+            metrics = learner.train_step(batch)
         if metrics:  # an online step before learning starts has none
             pending.append(metrics)
         interval += 1

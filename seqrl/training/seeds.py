@@ -129,7 +129,8 @@ def train_seeds(algorithm: str, cfg, algo_config, seeds: list[int], buffer, meta
         print("warning: no evaluation: the dataset records no environment (pass --env_id)")
 
     loop = LoopConfig(max_steps=algo_config.max_steps, log_every=cfg.log_every, save_every=cfg.save_every,
-                      eval_every=cfg.eval_every, reuse_freed_memory=cfg.reuse_freed_memory)
+                      eval_every=cfg.eval_every, reuse_freed_memory=cfg.reuse_freed_memory,
+                      precision=cfg.precision, device_type=buffer.device.type)
     source = StackedBatches(buffer, algo_config.batch_size, seeds)
     result = train(StackedLearner(stack), source, loop, out, evaluate=evaluate, resume=cfg.resume,
                    identity={**identity, "seeds": seeds})
