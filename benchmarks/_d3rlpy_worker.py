@@ -73,6 +73,8 @@ def count_params(algo) -> dict[str, int]:
 def main() -> None:
     t0 = time.perf_counter()
     args = worker_args(__doc__)
+    if args.precision != "fp32" or args.stack or args.compile:
+        raise SystemExit("--precision, --compile and --stack are seqrl options")
     configure_threads(args.threads)
     warnings.simplefilter("ignore")
     import numpy as np
@@ -100,7 +102,7 @@ def main() -> None:
 
     setup_s = time.perf_counter() - t0  # imports, dataset and model building
     result = time_updates(lambda: dataset.sample_transition_batch(batch_size), algo.update,
-                          args.warmup, args.updates)
+                          args.warmup, args.updates, args.profile)
     result |= {
         "setup_s": setup_s,
         "impl": "d3rlpy", "algo": args.algo, "threads": torch.get_num_threads(),

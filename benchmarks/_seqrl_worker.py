@@ -70,12 +70,27 @@ def main() -> None:
         algo = SeedStack(lambda s: (torch.manual_seed(s), build(args.algo, s)[1])[1], seeds)
         sample = StackedBatches(buffer, batch_size, seeds).next_batch
 
+    if args.compile:  # what `--compile` does in a training run
+        from seqrl.training.compiled import compile_losses
+
+        compile_losses(algo)
+    update = algo.update
+    if args.precision != "fp32":  # what `--precision` does in the training loop
+        from seqrl.training.precision import check_precision, update_precision
+
+        check_precision(args.precision, "cpu")
+
+        def update(batch, _update=algo.update):
+            with update_precision(args.precision, "cpu"):
+                return _update(batch)
+
     setup_s = time.perf_counter() - t0  # imports, dataset and model building
-    result = time_updates(sample, algo.update, args.warmup, args.updates)
+    result = time_updates(sample, update, args.warmup, args.updates, args.profile)
     result |= {
         "setup_s": setup_s,
         "impl": "seqrl", "algo": args.algo, "threads": torch.get_num_threads(),
         "batch_size": batch_size, "transitions": len(buffer), "stack": args.stack,
+        "precision": args.precision, "compile": args.compile,
         "params": count_params(algo.members[0] if args.stack else algo),
         "config": config.to_dict(),
         "versions": {"seqrl": getattr(seqrl, "__version__", "dev"), "torch": torch.__version__,

@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 = torch's default")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--logits-out", default=None)
+    ap.add_argument("--profile", type=int, default=0, help="train mode: profile this many more steps (benchmarks/profiling.py)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -186,6 +187,16 @@ def main() -> None:
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
             cpu_times.append(time.process_time() - c0)
+    if args.profile:  # after the timing, so the timed steps never run under the profiler
+        import statistics
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from profiling import profile_steps
+
+        info["profile"] = profile_steps(lambda: train_step(args.impl, model, opt, batch), args.profile,
+                                        statistics.median(times))
     info.update(
         batch=args.batch,
         tokens_per_step=args.batch * BLOCK,

@@ -86,7 +86,8 @@ def random_context(tm, n: int, rng) -> torch.Tensor:
     return encode_transition(tm.discretizer, obs, actions, rewards)
 
 
-def compare(name: str, config: PlannerConfig, fast_steps: int, seed: int = 0, dtype=torch.float32) -> dict:
+def compare(name: str, config: PlannerConfig, fast_steps: int, seed: int = 0, dtype=torch.float32,
+            profile: bool = False) -> dict:
     obs_dim, act_dim = SHAPES[name]
     tm = make_model(obs_dim, act_dim, seed, dtype)
     per_pos, per_trim = flops_per_position(tm.model)
@@ -140,6 +141,15 @@ def compare(name: str, config: PlannerConfig, fast_steps: int, seed: int = 0, dt
         "reference_gflops_per_s": ref_flops / ref_seconds / 1e9,
         "fast_token_positions": float(np.mean(fed)), "fast_gflop": float(np.mean(flops)) / 1e9, "fast_gflops_per_s": float(np.sum(flops) / np.sum(seconds) / 1e9),
     }
+    if profile:  # one more fast step under torch.profiler (benchmarks/profiling.py)
+        from profiling import breakdown_line, profile_steps
+
+        def step():
+            fast.act(rng.normal(size=(1, obs_dim)).astype(np.float32))
+            fast.observe([float(rng.normal())], [False])
+
+        result["profile"] = profile_steps(step, 1, fast_seconds)
+        print(f"{name} fast planner: {breakdown_line(result['profile'])}", flush=True)
     print(f"{name} {result['dtype']}: reference {ref_seconds:.2f} s/step "
           f"({result['reference_gflops_per_s']:.1f} GFLOP/s), "
           f"fast {fast_seconds:.2f} s/step ({result['fast_gflops_per_s']:.1f} GFLOP/s), "
@@ -176,6 +186,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--exact-full", action="store_true",
                         help="float64 identity check at the full hopper defaults (adds ~6 min) instead of H 15 B 32")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile one more fast-planner step per shape: matmul / elementwise (sampling, top-k) / "
+                        "views / Python, and each matmul timed alone for the floor (benchmarks/profiling.py)")
     parser.add_argument("--out", default="benchmarks/results/tt_plan.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -193,7 +206,8 @@ def main() -> None:
         "quick": args.quick, "threads": args.threads, "torch": torch.__version__, "machine": platform.processor(),
         "device": "cpu",
         "flops_note": "2 x (block + ln_f + one head) parameters per token position; attention not counted",
-        "compare": [compare("hopper", official, args.fast_steps), compare("halfcheetah", cheetah, args.fast_steps)],
+        "compare": [compare("hopper", official, args.fast_steps, profile=args.profile),
+                    compare("halfcheetah", cheetah, args.fast_steps, profile=args.profile)],
         "exact_float64": compare("hopper", exact, 1, dtype=torch.float64),
         "batched_shape": "halfcheetah", "batched_config": cheetah.to_dict(),
         "batched": batched("halfcheetah", cheetah, args.batch_envs, args.batch_steps),

@@ -173,6 +173,10 @@ def main() -> None:
                     help="glibc heap settings of both workers: 'reuse' (default) gives both sides the thresholds "
                     "seqrl's training loop sets (seqrl/cpu/memory.py), as environment variables; 'default' "
                     "leaves glibc's adaptive ones on both sides")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="profile STEPS more steps after the first repeat's timing on both sides (torch.profiler): "
+                    "matmul / elementwise / views / autograd / optimizer / Python per step, and each matmul "
+                    "timed alone for the floor and ceiling (benchmarks/profiling.py)")
     ap.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV, help="the peer's venv (created if missing)")
     ap.add_argument("--out", type=Path, default=None, help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT)})")
     args = ap.parse_args()
@@ -211,7 +215,8 @@ def main() -> None:
         for r in range(args.repeats):
             for impl in ("seqrl", "hf430"):
                 res = run_worker(pythons[impl], impl, "train", weights, batch=batch, steps=steps,
-                                 warmup=args.warmup, threads=threads, seed=r)
+                                 warmup=args.warmup, threads=threads, seed=r,
+                                 profile=args.profile if r == 0 and args.profile else None)
                 runs[impl].append(res)
                 log(f"batch {batch} repeat {r + 1}/{args.repeats} {impl:6s} step s "
                     f"{' '.join(f'{t:.2f}' for t in res['step_s'])}  peak RSS {res['peak_rss_mb']:.0f} MB")
@@ -230,6 +235,12 @@ def main() -> None:
             "ratio_cpu_time": round(peer["median_step_cpu_s"] / seqrl["median_step_cpu_s"], 3),
             "peak_rss_ratio": round(seqrl["peak_rss_mb"] / peer["peak_rss_mb"], 3),
         })
+        if args.profile:
+            from profiling import breakdown_line
+
+            results[-1]["profile"] = {impl: runs[impl][0]["profile"] for impl in runs}
+            for impl in runs:
+                log(f"batch {batch} {impl:6s} {breakdown_line(runs[impl][0]['profile'])}")
 
     report = {
         "benchmark": "tt_train",

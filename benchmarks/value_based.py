@@ -33,6 +33,9 @@ other processes sharing the cores). Runs interleave per algorithm, seqrl and d3r
     python benchmarks/value_based.py                 # defaults: 3 repeats, all four algorithms
     python benchmarks/value_based.py --quick         # a smoke run (1-2 minutes)
     python benchmarks/value_based.py --algos iql,cql --repeats 5 --updates 200
+    python benchmarks/value_based.py --threads 2 --seqrl eager,compile,bf16 --profile 5
+        # seqrl's --compile and --precision bf16 beside eager, each step's time split into
+        # matmul / elementwise / autograd / optimizer / sampling / Python (benchmarks/profiling.py)
 """
 
 from __future__ import annotations
@@ -84,17 +87,14 @@ def configure_threads(threads: int) -> None:
 
 
 def time_updates(sample: Callable[[], Any], update: Callable[[Any], Any], warmup: int,
-                 updates: int) -> dict[str, Any]:
+                 updates: int, profile: int = 0) -> dict[str, Any]:
     """Warm-up steps, then `updates` timed steps of sample + update. Wall and process CPU time,
-    in total and for the sampling part, plus per-step medians (robust to short stalls)."""
+    in total and for the sampling part, plus per-step medians (robust to short stalls); with
+    `profile` > 0, that many more steps under torch.profiler (benchmarks/profiling.py)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     for _ in range(warmup):
         update(sample())
-    # one more warm-up step, with torch counting the matmul FLOPs it runs (the arithmetic floor)
-    with FlopCounterMode(display=False) as counter:
-        update(sample())
-    flops = counter.get_total_flops()
     perf, cpu = time.perf_counter, time.process_time
     step_wall = np.empty(updates)
     step_cpu = np.empty(updates)
@@ -112,7 +112,19 @@ def time_updates(sample: Callable[[], Any], update: Callable[[Any], Any], warmup
         step_cpu[i] = c_now - c_prev
         w_prev, c_prev = w_now, c_now
     wall, cpu_s = w_prev - w_start, c_prev - c_start
+    # one more step, with torch counting the matmul FLOPs it runs (the arithmetic floor); after the
+    # timing, because a compiled update runs slower once it has run under the counter's mode
+    with FlopCounterMode(display=False) as counter:
+        update(sample())
+    flops = counter.get_total_flops()
+    breakdown = None
+    if profile:
+        from profiling import marked_sample, profile_steps
+
+        marked = marked_sample(sample)
+        breakdown = profile_steps(lambda: update(marked()), profile, float(np.median(step_wall)))
     return {
+        "profile": breakdown,
         "updates": updates, "warmup": warmup, "wall_s": wall, "cpu_s": cpu_s,
         "sample_wall_s": sample_wall, "sample_cpu_s": sample_cpu,
         "step_wall_median_s": float(np.median(step_wall)),
@@ -130,6 +142,9 @@ def worker_args(description: str) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, required=True)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", type=int, default=0, help="steps profiled after the timing (0: none)")
+    p.add_argument("--precision", default="fp32", help="seqrl only: fp32 or bf16 (autocast)")
+    p.add_argument("--compile", action="store_true", help="seqrl only: losses through torch.compile")
     p.add_argument("--stack", type=int, default=0, help="seqrl only: K seeds stacked in one update (0: one "
                    "algorithm; benchmarks/multi_seed.py)")
     return p.parse_args()
@@ -201,7 +216,8 @@ def ensure_d3rlpy_venv(venv: Path = D3RLPY_VENV) -> Path:
 # ---------------------------------------------------------------------------- driver
 
 def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, warmup: int,
-               threads: int, seed: int, malloc_env: dict[str, str], stack: int = 0
+               threads: int, seed: int, malloc_env: dict[str, str], stack: int = 0,
+               profile: int = 0, precision: str = "fp32", compile: bool = False
                ) -> dict[str, Any]:
     script = HERE / f"_{impl}_worker.py"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
@@ -214,6 +230,12 @@ def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, war
            str(updates), "--warmup", str(warmup), "--threads", str(threads), "--seed", str(seed)]
     if stack:
         cmd += ["--stack", str(stack)]
+    if profile:
+        cmd += ["--profile", str(profile)]
+    if precision != "fp32":
+        cmd += ["--precision", precision]
+    if compile:
+        cmd += ["--compile"]
     with tempfile.TemporaryDirectory() as cwd:  # d3rlpy may write logs into the working dir
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -221,6 +243,11 @@ def run_worker(impl: str, python: Path, algo: str, data: Path, updates: int, war
         raise RuntimeError(f"{impl} {algo} worker failed (rc {r.returncode}):\n"
                            f"{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def seqrl_key(variant: str) -> str:
+    """How a seqrl variant is named in the results: "seqrl" (eager fp32) or "seqrl[compile]" etc."""
+    return "seqrl" if variant == "eager" else f"seqrl[{variant}]"
 
 
 def median(xs: list[float]) -> float:
@@ -264,14 +291,17 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"| ratio (CPU) | d3rlpy time in sampling | GFLOP/update seqrl, d3rlpy | GFLOP/s seqrl, d3rlpy |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    variants = result["settings"].get("seqrl_variants", ["seqrl"])
     for algo, a in result["algorithms"].items():
-        s, d = a["seqrl"], a["d3rlpy"]
-        rows.append(
-            f"| {LABELS[algo]} | {fmt(s['updates_per_s'])} | {fmt(d['updates_per_s'])} "
-            f"| {a['ratio_wall']:.2f}x | {fmt(s['cpu_updates_per_s'])} "
-            f"| {fmt(d['cpu_updates_per_s'])} | {a['ratio_cpu']:.2f}x "
-            f"| {100 * d['sample_share_cpu']:.0f}% | {s['gflop_per_update']:.2f}, {d['gflop_per_update']:.2f} "
-            f"| {s['gflop_per_s']:.0f}, {d['gflop_per_s']:.0f} |")
+        for impl in variants:
+            s, d, suffix = a[impl], a["d3rlpy"], impl[len("seqrl"):]
+            label = LABELS[algo] + (f" {suffix.strip('[]')}" if suffix else "")
+            rows.append(
+                f"| {label} | {fmt(s['updates_per_s'])} | {fmt(d['updates_per_s'])} "
+                f"| {a['ratio_wall' + suffix]:.2f}x | {fmt(s['cpu_updates_per_s'])} "
+                f"| {fmt(d['cpu_updates_per_s'])} | {a['ratio_cpu' + suffix]:.2f}x "
+                f"| {100 * d['sample_share_cpu']:.0f}% | {s['gflop_per_update']:.2f}, {d['gflop_per_update']:.2f} "
+                f"| {s['gflop_per_s']:.0f}, {d['gflop_per_s']:.0f} |")
     rows.append("")
     rows.append(
         f"Medians of {result['settings']['repeats']} interleaved runs per cell, each a fresh "
@@ -305,6 +335,14 @@ def main() -> None:
                    help="glibc heap settings of every worker: 'reuse' (default) gives both libraries the "
                    "thresholds seqrl's training loop sets (seqrl/cpu/memory.py), as environment "
                    "variables, so the ratio is like for like; 'default' keeps glibc's adaptive ones")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="after the timing, profile STEPS more steps on both sides (torch.profiler): "
+                   "matmul / elementwise / views / autograd / optimizer / sampling / Python per step, "
+                   "and each matmul timed alone for the floor and ceiling (benchmarks/profiling.py)")
+    p.add_argument("--seqrl", default="eager", metavar="VARIANTS",
+                   help="comma-separated seqrl variants, each timed against the same d3rlpy runs: eager "
+                   "(default), compile (--compile: losses through torch.compile), bf16 (--precision "
+                   "bf16), bf16+compile; d3rlpy runs eagerly in float32 (its compiled mode is CUDA-only)")
     p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV), help="the peer's venv "
                    "(created if missing)")
     args = p.parse_args()
@@ -314,6 +352,11 @@ def main() -> None:
 
         malloc_env = reuse_freed_memory_env()
 
+    variants = [v.strip() for v in args.seqrl.split(",") if v.strip()]
+    bad = [v for v in variants if not set(v.split("+")) <= {"eager", "compile", "bf16"}]
+    if bad or not variants:
+        p.error(f"--seqrl: unknown variants {bad}; use eager, compile, bf16 or bf16+compile")
+    impls = [seqrl_key(v) for v in variants] + ["d3rlpy"]
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     unknown = sorted(set(algos) - set(ALGOS))
     if unknown:
@@ -337,20 +380,25 @@ def main() -> None:
             "terminals": int(data["terminals"].sum()), "timeouts": int(data["timeouts"].sum()),
         }
         del data
-        runs: dict[str, dict[str, list]] = {a: {"seqrl": [], "d3rlpy": []} for a in algos}
+        runs: dict[str, dict[str, list]] = {a: {i: [] for i in impls} for a in algos}
         for rep in range(repeats):
-            order = ("seqrl", "d3rlpy") if rep % 2 == 0 else ("d3rlpy", "seqrl")
+            order = impls if rep % 2 == 0 else impls[::-1]
             for algo in algos:
                 for impl in order:
-                    r = run_worker(impl, pythons[impl], algo, data_path, updates[algo],
-                                   warmup[algo], args.threads, args.seed + rep, malloc_env)
+                    side = "d3rlpy" if impl == "d3rlpy" else "seqrl"
+                    variant = impl[len("seqrl["):-1] if impl.startswith("seqrl[") else ""
+                    r = run_worker(side, pythons[side], algo, data_path, updates[algo],
+                                   warmup[algo], args.threads, args.seed + rep, malloc_env,
+                                   profile=args.profile,
+                                   precision="bf16" if "bf16" in variant else "fp32",
+                                   compile="compile" in variant)
                     runs[algo][impl].append(r)
-                    print(f"[{rep + 1}/{repeats}] {algo:4s} {impl:6s} "
+                    print(f"[{rep + 1}/{repeats}] {algo:4s} {impl:21s} "
                           f"{r['updates_per_s']:8.1f} upd/s  {r['cpu_updates_per_s']:8.1f} "
                           f"upd/CPU-s  (sampling {100 * r['sample_cpu_s'] / r['cpu_s']:.0f}% "
                           f"of CPU, {r['wall_s']:.1f} s)", flush=True)
 
-    first = {impl: runs[algos[0]][impl][0] for impl in ("seqrl", "d3rlpy")}
+    first = {impl: runs[algos[0]][impl][0] for impl in (impls[0], "d3rlpy")}
     result: dict[str, Any] = {
         "benchmark": "value-based update throughput, seqrl vs d3rlpy",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -358,10 +406,11 @@ def main() -> None:
                     "python": platform.python_version(),
                     "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-        "versions": {impl: first[impl]["versions"] for impl in first},
+        "versions": {"seqrl" if impl != "d3rlpy" else impl: first[impl]["versions"] for impl in first},
         "settings": {"threads": args.threads, "malloc": {"mode": args.malloc, "env": malloc_env},
 
-                     "repeats": repeats, "updates": updates,
+                     "repeats": repeats, "updates": updates, "profile_steps": args.profile,
+                     "seqrl_variants": impls[:-1],
                      "warmup": warmup, "seed": args.seed, "quick": args.quick,
                      "order": "per repeat and algorithm: seqrl then d3rlpy on even repeats, "
                               "d3rlpy then seqrl on odd ones",
@@ -371,20 +420,32 @@ def main() -> None:
         "elapsed_s": None,
     }
     for algo in algos:
-        s, d = summarize(runs[algo]["seqrl"]), summarize(runs[algo]["d3rlpy"])
-        params = {impl: runs[algo][impl][0]["params"] for impl in ("seqrl", "d3rlpy")}
-        result["algorithms"][algo] = {
-            "seqrl": s, "d3rlpy": d, "params": params,
-            "ratio_wall": s["updates_per_s"] / d["updates_per_s"],
-            "ratio_cpu": s["cpu_updates_per_s"] / d["cpu_updates_per_s"],
-            "ratio_update_only_cpu": (s["update_only_cpu_updates_per_s"]
-                                      / d["update_only_cpu_updates_per_s"]),
-        }
+        d = summarize(runs[algo]["d3rlpy"])
+        params = {impl: runs[algo][impl][0]["params"] for impl in ("d3rlpy", impls[0])}
+        params["seqrl"] = params.pop(impls[0])
+        entry: dict[str, Any] = {"d3rlpy": d, "params": params}
+        for impl in impls[:-1]:
+            s = summarize(runs[algo][impl])
+            suffix = impl[len("seqrl"):]  # "" or "[compile]", ...
+            entry[impl] = s
+            entry["ratio_wall" + suffix] = s["updates_per_s"] / d["updates_per_s"]
+            entry["ratio_cpu" + suffix] = s["cpu_updates_per_s"] / d["cpu_updates_per_s"]
+            entry["ratio_update_only_cpu" + suffix] = (s["update_only_cpu_updates_per_s"]
+                                                       / d["update_only_cpu_updates_per_s"])
+        result["algorithms"][algo] = entry
         # scalars aside (temperatures, log-std scales), the networks must be the same size
         if abs(params["seqrl"]["total"] - params["d3rlpy"]["total"]) > 8:
             print(f"WARNING: {algo} networks differ in size: seqrl {params['seqrl']} vs "
                   f"d3rlpy {params['d3rlpy']}", flush=True)
     result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    if args.profile:
+        from profiling import breakdown_line
+
+        for algo in algos:  # the first repeat's profile of each side
+            for impl in impls:
+                prof = runs[algo][impl][0]["profile"]
+                result["algorithms"][algo][f"profile_{impl}"] = prof
+                print(f"{algo:4s} {impl:21s} {breakdown_line(prof)}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

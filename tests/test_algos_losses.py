@@ -154,6 +154,26 @@ def test_ensemble_mlp_split_first_layer_and_sample_dims():
     assert a.grad is not None and all(p.grad is None for p in net.parameters())
 
 
+def test_n_samples_from_one_trunk_pass_equal_the_actor_on_repeated_states():
+    """CQL's sampled actions: the actor's trunk runs once per state and draws N samples; the
+    straightforward path runs it on N repeated copies of each state. Same noise, same actions,
+    log-densities and gradients."""
+    torch.manual_seed(0)
+    pol = TanhGaussianPolicy(3, 2, [8, 8], learn_log_std_scale=True)
+    obs, n = torch.randn(4, 3), 5
+    once, once_logp = pol.sample(obs, n=n, generator=torch.Generator().manual_seed(1))
+    repeated_obs = obs[:, None].expand(4, n, 3).reshape(4 * n, 3)
+    rep, rep_logp = pol.sample(repeated_obs, generator=torch.Generator().manual_seed(1))
+    close(once, rep.view(4, n, 2))
+    close(once_logp, rep_logp.view(4, n))
+    grads = []
+    for a, logp in ((once, once_logp), (rep, rep_logp)):
+        pol.zero_grad()
+        (a.sum() + logp.sum()).backward(retain_graph=True)
+        grads.append(torch.cat([p.grad.flatten() for p in pol.parameters()]))
+    close(grads[0], grads[1])
+
+
 def test_tanh_gaussian_log_prob_is_change_of_variables():
     torch.manual_seed(0)
     pol = TanhGaussianPolicy(2, 2, [8], log_std_offset=-1.0).double()

@@ -2,7 +2,7 @@
 ``torch.autocast`` in bfloat16 (weights, optimizer state and the network heads stay float32).
 
 Worth it where the update is matmul-bound and the hardware has bf16 matrix units: CQL on a CPU with
-AMX (2.5x per update at one thread, benchmarks/README.md) or a GPU's tensor cores; the small,
+AMX (CQL and AWAC 2.1x per update on 2 cores, benchmarks/README.md) or a GPU's tensor cores; the small,
 overhead-bound updates (BC, IQL) gain nothing. Each loss term stays within 5% of float32 and the gradient keeps its direction (cosine > 0.99; tested).
 """
 

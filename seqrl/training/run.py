@@ -35,6 +35,7 @@ from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, Tra
 from seqrl.plotting import plot_runs
 from seqrl.resources import ResourceError, default_config, has_resource
 from seqrl.threads import configure_threads
+from seqrl.training.compiled import compile_losses
 from seqrl.training.datasets import dataset_metadata, load_episodes, time_limit
 from seqrl.training.dynamics import fit_dynamics, load_dynamics_for, train_dynamics
 from seqrl.training.loop import LoopConfig, ResumeError, seed_everything, train
@@ -80,7 +81,8 @@ class RunConfig:
     output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the final policy go (default outputs/<algo>/<dataset>)"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones, at least 1; see seqrl/threads.py)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
-    precision: str = field(default="fp32", metadata={"help": "fp32, or bf16: each update under bfloat16 autocast, weights and optimizer in float32 (pays where updates are matmul-bound on bf16 hardware: CQL on an AMX CPU or a GPU; loss terms within 5% of fp32, gradients aligned)"})
+    precision: str = field(default="fp32", metadata={"help": "fp32, or bf16: each update under bfloat16 autocast, weights and optimizer in float32 (pays where updates are matmul-bound on bf16 hardware: CQL and AWAC 2.1x on 2 AMX CPU cores, or a GPU; loss terms within 5 percent of fp32, gradients aligned)"})
+    compile: bool = field(default=False, metadata={"help": "run the algorithm's losses through torch.compile (fused forward and backward kernels; the first updates compile for seconds): IQL and AWAC 1.1x per update on 2 CPU cores, CQL slower (benchmarks/README.md); one seed per process"})
     normalize_observations: bool = field(default=True, metadata={"help": "per-dimension mean/std of observations (CORL)"})
     normalize_reward: bool = field(default=False, metadata={"help": "IQL-style r * 1000 / (max_return - min_return)"})
     log_every: int = field(default=500, metadata={"help": "log metrics every N updates"})
@@ -187,6 +189,8 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
     seeds = parse_seeds(cfg.seeds) if cfg.seeds else None
     if seeds and cfg.online:
         raise ConfigError("--seeds trains offline; an online run steps one environment per seed (run seeds separately)")
+    if seeds and cfg.compile:
+        raise ConfigError("--compile runs one seed per process; --seeds stacks them with torch.func instead")
     if seeds:
         algo_config.seed = seeds[0]
     seed_everything(algo_config.seed)
@@ -196,6 +200,8 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
         return _train_seeds(algorithm, cfg, algo_config, seeds, device, out)
     run = _online_run(cfg, algo_config, device) if cfg.online else _offline_run(cfg, algo_config, device)
     algo, source, learner, metadata, env = run
+    if cfg.compile:
+        compile_losses(algo)
     dynamics = None
     if algorithm in MODEL_BASED:
         source, learner, dynamics = _model_based(cfg, algo_config, algo, source.buffer, metadata, out)
