@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from seqrl.algos import AWACConfig, BCConfig, IQLConfig, build_algorithm
-from seqrl.training.compiled import compile_losses
+from seqrl.config import ConfigError
+from seqrl.training.compiled import compile_losses, has_cxx
 from seqrl.training.run import main as train
 
+needs_cxx = pytest.mark.skipif(not has_cxx(), reason="torch.compile on CPU needs a C++ compiler")
 OBS, ACT, B = 5, 2, 32
 CONFIGS = {
     "iql": IQLConfig(hidden_dims=(32, 32), batch_size=B),
@@ -24,6 +26,7 @@ def batches(n):
                  terminals=(torch.rand(B, generator=g) < 0.1).float()) for _ in range(n)]
 
 
+@needs_cxx
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_compiled_losses_train_like_eager(name):
     torch._dynamo.reset()
@@ -42,6 +45,7 @@ def test_compiled_losses_train_like_eager(name):
     assert compiled.num_updates == eager.num_updates == 4
 
 
+@needs_cxx
 def test_compile_trains_from_the_command_line_and_refuses_seeds(pendulum_data, tmp_path):
     torch._dynamo.reset()
     args = ["--dataset", pendulum_data[0], "--hidden_dims", "16", "16", "--batch_size", "16", "--max_steps", "6",
@@ -51,3 +55,10 @@ def test_compile_trains_from_the_command_line_and_refuses_seeds(pendulum_data, t
     assert (tmp_path / "one" / "model").is_dir()
     with pytest.raises(SystemExit, match="--compile runs one seed per process"):
         train("iql", args + ["--seeds", "0,1", "--output_dir", str(tmp_path / "two")])
+
+
+def test_compile_without_a_compiler_is_one_line(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    algo = build_algorithm(CONFIGS["bc"], OBS, ACT)
+    with pytest.raises(ConfigError, match="--compile on CPU needs a C\\+\\+ compiler"):
+        compile_losses(algo)

@@ -10,10 +10,24 @@ updates spend seconds compiling; the maths is the same (losses equal eager to fl
 
 from __future__ import annotations
 
+import shutil
+
 import torch
+
+from seqrl.config import ConfigError
+
+CXX = ("g++", "c++", "clang++")
+
+
+def has_cxx() -> bool:
+    """Inductor builds its CPU kernels with a C++ compiler."""
+    return any(shutil.which(c) for c in CXX)
 
 
 def compile_losses(algo) -> None:
     """Replace `algo`'s loss methods (OfflineAlgorithm.loss_methods) with compiled ones, in place."""
+    if algo.obs_mean.device.type == "cpu" and not has_cxx():
+        raise ConfigError("--compile on CPU needs a C++ compiler (g++ or clang++, e.g. Debian's build-essential); "
+                          "none is on PATH")
     for name in algo.loss_methods:
         setattr(algo, name, torch.compile(getattr(algo, name)))
