@@ -71,8 +71,9 @@ def main() -> None:
         sample = StackedBatches(buffer, batch_size, seeds).next_batch
 
     if args.compile:  # what `--compile` does in a training run
-        from seqrl.training.compiled import compile_losses
+        from seqrl.training.compiled import check_compile, compile_losses
 
+        check_compile("cpu")
         compile_losses(algo)
     update = algo.update
     if args.precision != "fp32":  # what `--precision` does in the training loop

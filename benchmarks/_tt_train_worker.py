@@ -189,11 +189,8 @@ def main() -> None:
             cpu_times.append(time.process_time() - c0)
     if args.profile:  # after the timing, so the timed steps never run under the profiler
         import statistics
-        import sys
-        from pathlib import Path
 
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from profiling import profile_steps
+        from profiling import profile_steps  # benchmarks/, this script's folder
 
         info["profile"] = profile_steps(lambda: train_step(args.impl, model, opt, batch), args.profile,
                                         statistics.median(times))

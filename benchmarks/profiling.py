@@ -48,14 +48,19 @@ VIEW_OPS = {"aten::view", "aten::_unsafe_view", "aten::reshape", "aten::_reshape
 CATEGORIES = ("matmul", "elementwise", "views", "autograd", "optimizer", "sampling", "python")
 
 
-def _category(event) -> str:
+def _ancestors(event):
     node = event.cpu_parent
     while node is not None:
+        yield node
+        node = node.cpu_parent
+
+
+def _category(event) -> str:
+    for node in _ancestors(event):
         if node.name.startswith("Optimizer."):
             return "optimizer"
         if node.name == SAMPLE_RANGE:
             return "sampling"
-        node = node.cpu_parent
     name = event.name
     if name.startswith("Optimizer."):
         return "optimizer"
@@ -158,12 +163,7 @@ def square_peak(dtype: torch.dtype = torch.float32, n: int = 1024) -> float:
 
 
 def _inside_matmul(event) -> bool:
-    node = event.cpu_parent
-    while node is not None:
-        if node.name in MATMUL_OPS:
-            return True
-        node = node.cpu_parent
-    return False
+    return any(node.name in MATMUL_OPS for node in _ancestors(event))
 
 
 def _freeze(x):

@@ -356,7 +356,8 @@ def main() -> None:
     bad = [v for v in variants if not set(v.split("+")) <= {"eager", "compile", "bf16"}]
     if bad or not variants:
         p.error(f"--seqrl: unknown variants {bad}; use eager, compile, bf16 or bf16+compile")
-    impls = [seqrl_key(v) for v in variants] + ["d3rlpy"]
+    variant_of = {seqrl_key(v): v for v in variants} | {"d3rlpy": "eager"}
+    impls = list(variant_of)
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     unknown = sorted(set(algos) - set(ALGOS))
     if unknown:
@@ -385,8 +386,7 @@ def main() -> None:
             order = impls if rep % 2 == 0 else impls[::-1]
             for algo in algos:
                 for impl in order:
-                    side = "d3rlpy" if impl == "d3rlpy" else "seqrl"
-                    variant = impl[len("seqrl["):-1] if impl.startswith("seqrl[") else ""
+                    side, variant = ("d3rlpy" if impl == "d3rlpy" else "seqrl"), variant_of[impl]
                     r = run_worker(side, pythons[side], algo, data_path, updates[algo],
                                    warmup[algo], args.threads, args.seed + rep, malloc_env,
                                    profile=args.profile,
@@ -412,8 +412,8 @@ def main() -> None:
                      "repeats": repeats, "updates": updates, "profile_steps": args.profile,
                      "seqrl_variants": impls[:-1],
                      "warmup": warmup, "seed": args.seed, "quick": args.quick,
-                     "order": "per repeat and algorithm: seqrl then d3rlpy on even repeats, "
-                              "d3rlpy then seqrl on odd ones",
+                     "order": "per repeat and algorithm: the seqrl variants then d3rlpy on even "
+                              "repeats, the reverse on odd ones",
                      "specs": {a: SPECS[a] for a in algos}},
         "dataset": dataset_info,
         "algorithms": {},

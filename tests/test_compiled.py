@@ -7,7 +7,7 @@ import torch
 
 from seqrl.algos import AWACConfig, BCConfig, IQLConfig, build_algorithm
 from seqrl.config import ConfigError
-from seqrl.training.compiled import compile_losses, has_cxx
+from seqrl.training.compiled import check_compile, compile_losses, has_cxx
 from seqrl.training.run import main as train
 
 needs_cxx = pytest.mark.skipif(not has_cxx(), reason="torch.compile on CPU needs a C++ compiler")
@@ -59,6 +59,5 @@ def test_compile_trains_from_the_command_line_and_refuses_seeds(pendulum_data, t
 
 def test_compile_without_a_compiler_is_one_line(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
-    algo = build_algorithm(CONFIGS["bc"], OBS, ACT)
     with pytest.raises(ConfigError, match="--compile on CPU needs a C\\+\\+ compiler"):
-        compile_losses(algo)
+        check_compile("cpu")

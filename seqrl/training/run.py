@@ -35,7 +35,7 @@ from seqrl.models.trajectory_transformer import TrajectoryTransformerConfig, Tra
 from seqrl.plotting import plot_runs
 from seqrl.resources import ResourceError, default_config, has_resource
 from seqrl.threads import configure_threads
-from seqrl.training.compiled import compile_losses
+from seqrl.training.compiled import check_compile, compile_losses
 from seqrl.training.datasets import dataset_metadata, load_episodes, time_limit
 from seqrl.training.dynamics import fit_dynamics, load_dynamics_for, train_dynamics
 from seqrl.training.loop import LoopConfig, ResumeError, seed_everything, train
@@ -184,6 +184,8 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
         raise ConfigError(str(err)) from None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     check_precision(cfg.precision, device)
+    if cfg.compile:
+        check_compile(device)
     if cfg.online and algorithm not in ONLINE_ALGORITHMS:
         raise SystemExit(f"--online trains {', '.join(ONLINE_ALGORITHMS)}; {algorithm} learns from a dataset only")
     seeds = parse_seeds(cfg.seeds) if cfg.seeds else None
