@@ -9,6 +9,7 @@ before them), then one update per environment step, no evaluation, same torch th
 
     python benchmarks/online_sac.py                       # 4,000 steps (1,000 random), 1 thread, 2 repeats
     python benchmarks/online_sac.py --steps 80000 --random 10000 --threads 2 --repeats 1
+    python benchmarks/online_sac.py --threads 2 --seqrl eager,bf16,bf16+compile
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from value_based import D3RLPY_VENV, ensure_d3rlpy_venv  # noqa: E402
+from value_based import (D3RLPY_VENV, SEQRL_VARIANTS_HELP, ensure_d3rlpy_venv, parse_variants,  # noqa: E402
+                         seqrl_key, variant_options)
 
 D3RLPY_SIDE = '''
 import json, sys, time, warnings
@@ -55,7 +57,7 @@ from seqrl.training.run import main
 start = time.perf_counter()
 main("sac", ["--online", "--env", "{env}", "--max_steps", "{steps}", "--random_steps", "{random}",
              "--learning_starts", "{random}", "--eval_episodes", "0", "--save_every", "0",
-             "--log_every", "1000", "--output_dir", "{out}", "--seed", "0", "--threads", "{threads}"])
+             "--log_every", "1000", "--output_dir", "{out}", "--seed", "0", "--threads", "{threads}", *{extra!r}])
 print("RESULT " + json.dumps({{"seconds": time.perf_counter() - start}}))
 '''
 
@@ -76,29 +78,34 @@ def main() -> None:
     p.add_argument("--random", type=int, default=1000, help="uniform random steps before updates start")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--seqrl", default="eager", metavar="VARIANTS", help=SEQRL_VARIANTS_HELP)
     p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV))
     p.add_argument("--out", default=str(HERE / "results" / "online_sac.json"))
     args = p.parse_args()
+    variants = parse_variants(args.seqrl)
     d3rlpy_python = ensure_d3rlpy_venv(Path(args.d3rlpy_venv))
-    runs = {"seqrl": [], "d3rlpy": []}
+    runs = {seqrl_key(v): [] for v in variants} | {"d3rlpy": []}
     for repeat in range(args.repeats):
-        with tempfile.TemporaryDirectory() as out:
-            runs["seqrl"].append(run_side(Path(sys.executable), SEQRL_SIDE.format(
-                threads=args.threads, env=args.env, steps=args.steps, random=args.random, out=out), args.threads))
+        for variant in variants:
+            with tempfile.TemporaryDirectory() as out:
+                runs[seqrl_key(variant)].append(run_side(Path(sys.executable), SEQRL_SIDE.format(
+                    threads=args.threads, env=args.env, steps=args.steps, random=args.random, out=out,
+                    extra=variant_options(variant)), args.threads))
         runs["d3rlpy"].append(run_side(d3rlpy_python, D3RLPY_SIDE.format(
             threads=args.threads, env=args.env, steps=args.steps, random=args.random), args.threads))
-        print(f"repeat {repeat}: seqrl {runs['seqrl'][-1]['seconds']:.1f} s, d3rlpy {runs['d3rlpy'][-1]['seconds']:.1f} s",
-              flush=True)
+        print(f"repeat {repeat}: " + ", ".join(f"{k} {r[-1]['seconds']:.1f} s" for k, r in runs.items()), flush=True)
     best = {side: min(r["seconds"] for r in rs) for side, rs in runs.items()}
     rate = {side: args.steps / s for side, s in best.items()}
+    ratios = {side: rate[side] / rate["d3rlpy"] for side in rate if side != "d3rlpy"}
     result = {"env": args.env, "steps": args.steps, "random_steps": args.random,
               "updates": args.steps - args.random, "threads": args.threads, "runs": runs,
-              "steps_per_s": rate, "ratio": rate["seqrl"] / rate["d3rlpy"],
+              "steps_per_s": rate, "ratio": ratios.get("seqrl"), "ratios": ratios,
               "machine": os.uname().machine, "date": time.strftime("%Y-%m-%d")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"| online SAC {args.env}, {args.steps:,} steps ({args.random:,} random), {args.threads} thread(s) | "
-          f"seqrl {rate['seqrl']:.1f} vs d3rlpy {rate['d3rlpy']:.1f} env steps/s = **{result['ratio']:.2f}x** |")
+    for side, ratio in ratios.items():
+        print(f"| online SAC {args.env}, {args.steps:,} steps ({args.random:,} random), {args.threads} thread(s) | "
+              f"{side} {rate[side]:.1f} vs d3rlpy {rate['d3rlpy']:.1f} env steps/s = **{ratio:.2f}x** |")
 
 
 if __name__ == "__main__":

@@ -250,6 +250,25 @@ def seqrl_key(variant: str) -> str:
     return "seqrl" if variant == "eager" else f"seqrl[{variant}]"
 
 
+SEQRL_VARIANTS_HELP = ("comma-separated seqrl variants, each timed against the same d3rlpy runs: eager "
+                       "(default), compile (--compile: losses through torch.compile), bf16 (--precision "
+                       "bf16), bf16+compile; d3rlpy runs eagerly in float32 (its compiled mode is CUDA-only)")
+
+
+def parse_variants(text: str) -> list[str]:
+    """`--seqrl eager,bf16+compile` -> ["eager", "bf16+compile"]; an unknown one is a one-line error."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in variants if not set(v.split("+")) <= {"eager", "compile", "bf16"}]
+    if bad or not variants:
+        raise SystemExit(f"--seqrl: unknown variants {bad}; use eager, compile, bf16 or bf16+compile")
+    return variants
+
+
+def variant_options(variant: str) -> list[str]:
+    """The seqrl command-line options a variant adds."""
+    return (["--precision", "bf16"] if "bf16" in variant else []) + (["--compile"] if "compile" in variant else [])
+
+
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
@@ -339,10 +358,7 @@ def main() -> None:
                    help="after the timing, profile STEPS more steps on both sides (torch.profiler): "
                    "matmul / elementwise / views / autograd / optimizer / sampling / Python per step, "
                    "and each matmul timed alone for the floor and ceiling (benchmarks/profiling.py)")
-    p.add_argument("--seqrl", default="eager", metavar="VARIANTS",
-                   help="comma-separated seqrl variants, each timed against the same d3rlpy runs: eager "
-                   "(default), compile (--compile: losses through torch.compile), bf16 (--precision "
-                   "bf16), bf16+compile; d3rlpy runs eagerly in float32 (its compiled mode is CUDA-only)")
+    p.add_argument("--seqrl", default="eager", metavar="VARIANTS", help=SEQRL_VARIANTS_HELP)
     p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV), help="the peer's venv "
                    "(created if missing)")
     args = p.parse_args()
@@ -352,10 +368,7 @@ def main() -> None:
 
         malloc_env = reuse_freed_memory_env()
 
-    variants = [v.strip() for v in args.seqrl.split(",") if v.strip()]
-    bad = [v for v in variants if not set(v.split("+")) <= {"eager", "compile", "bf16"}]
-    if bad or not variants:
-        p.error(f"--seqrl: unknown variants {bad}; use eager, compile, bf16 or bf16+compile")
+    variants = parse_variants(args.seqrl)
     variant_of = {seqrl_key(v): v for v in variants} | {"d3rlpy": "eager"}
     impls = list(variant_of)
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
