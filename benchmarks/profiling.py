@@ -221,8 +221,10 @@ def breakdown_line(p: dict[str, Any]) -> str:
     line = f"step {p['step_ms']:.2f} ms = " + ", ".join(parts)
     r = p.get("matmul_roofline")
     if r:
+        in_step = (f"{r['gflop_per_s_in_step']:.0f} GFLOP/s" if r["gflop_per_s_in_step"] is not None
+                   else "n/a (fused attention shares the matmul time)")
         line += (f"; matmuls {r['gflop_per_step']:.3f} GFLOP ({r['dtype']}): "
-                 f"{r['gflop_per_s_in_step'] or float('nan'):.0f} GFLOP/s in the step vs "
+                 f"{in_step} in the step vs "
                  f"{r['gflop_per_s_alone']:.0f} alone (square 1024: {r['gflop_per_s_square_1024']:.0f}), "
                  f"floor {r['floor_ms']:.2f} ms -> ceiling {r['ceiling_speedup']:.2f}x")
     return line
