@@ -165,7 +165,7 @@ def d3rlpy_cell(python, algo, dataset, seed, steps, episodes, threads, npz, meta
 
 
 def table(results: Path) -> str:
-    cells = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    cells = [json.loads(p.read_text()) for p in sorted(results.glob("*__*__*__seed*.json"))]  # cells only
     groups: dict[tuple, list] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["algo"], c["lib"]), []).append(c)

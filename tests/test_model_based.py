@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -356,3 +358,25 @@ def test_model_based_runs_refuse_bad_input_in_one_line(pendulum_data, tmp_path):
         main("mopo", base + ["--dynamics", str(tmp_path / "other")])
     with pytest.raises(SystemExit, match="penalty must be one of"):
         main("mopo", base + ["--penalty", "max"])
+
+
+def test_a_penalty_that_makes_falling_pay_is_a_warning_where_the_env_terminates():
+    config = ModelBasedFields(rollout_freq=3, rollout_batch_size=10, rollout_length=2, model_retain_epochs=2,
+                              real_ratio=0.25, penalty_coef=1.0)
+    never = lambda s: torch.zeros(len(s), dtype=torch.bool)  # noqa: E731
+    always = lambda s: torch.ones(len(s), dtype=torch.bool)  # noqa: E731
+    # MarkedModel: reward -7, std 0 -> penalized reward -7 < 0
+    with pytest.warns(UserWarning, match=r"penalized model reward averages -7 .*ending an episode"):
+        source = ModelRollouts(TransitionBuffer(tiny_episodes(), BufferConfig(), seed=0), MarkedModel(), Policy(),
+                               always, config, batch_size=8)
+        source.next_batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # an env that never terminates (halfcheetah): negative rewards cannot be escaped, nothing to warn
+        ModelRollouts(TransitionBuffer(tiny_episodes(), BufferConfig(), seed=0), MarkedModel(), Policy(),
+                      never, config, batch_size=8).next_batch()
+        # without a penalty the negative reward is the data's own, not the penalty's doing
+        source = ModelRollouts(TransitionBuffer(tiny_episodes(), BufferConfig(), seed=0), MarkedModel(), Policy(),
+                               always, dataclasses.replace(config, penalty_coef=0.0), batch_size=8)
+        source.next_batch()
+    assert source.metrics["rollout_penalized_reward"].item() == -7.0

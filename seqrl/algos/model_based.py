@@ -14,6 +14,7 @@ no host copy, no Python loop over members or rows.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -85,6 +86,7 @@ def rollout(dynamics: DynamicsEnsemble, actor, start: Tensor, horizon: int, term
             obs = next_obs[finite & ~done]
     out = {k: torch.cat(v) for k, v in rows.items()}
     stats = {"rollout_penalty": torch.cat(penalties).mean(), "rollout_reward": torch.cat(raw_rewards).mean(),
+             "rollout_penalized_reward": (torch.cat(raw_rewards) - penalty_coef * torch.cat(penalties)).mean(),
              "rollout_terminal": out["terminals"].mean(), "rollout_rows": torch.tensor(float(len(out["rewards"])))}
     return out, stats
 
@@ -113,6 +115,7 @@ class ModelRollouts:
         self.n_real = real_row_count(batch_size, config.real_ratio)
         self.batches = 0
         self.metrics: dict[str, Tensor] = {}
+        self.checked_penalty = False
 
     def refill(self) -> None:
         c = self.config
@@ -122,6 +125,21 @@ class ModelRollouts:
                                      c.penalty_coef, self.real.reward_multiplier, self.generator)
         keep = min(len(rows["rewards"]), self.model_buffer.capacity)
         self.model_buffer.add(*(rows[k][-keep:] for k in FIELDS), torch.zeros(keep, device=self.real.device))
+        if not self.checked_penalty:
+            self.checked_penalty = True
+            self.warn_if_falling_pays(rows)
+
+    def warn_if_falling_pays(self, rows: dict[str, Tensor]) -> None:
+        """A penalty larger than the reward makes every model step worth less than nothing; where the
+        env terminates, ending the episode early is then the best policy (walker2d with pairwise-diff
+        and lambda 5 learned to fall within 15 steps: benchmarks/README.md)."""
+        m, c = self.metrics, self.config
+        can_terminate = bool(self.real.terminals.any()) or bool(rows["terminals"].any())
+        if c.penalty_coef > 0 and can_terminate and float(m["rollout_penalized_reward"]) < 0:
+            warnings.warn(f"the penalized model reward averages {float(m['rollout_penalized_reward']):.3g} "
+                          f"(reward {float(m['rollout_reward']):.3g} - penalty_coef {c.penalty_coef:g} x {c.penalty} "
+                          f"{float(m['rollout_penalty']):.3g}) in an env that terminates: ending an episode then pays "
+                          f"more than staying alive; a smaller --penalty_coef keeps it above zero", stacklevel=2)
 
     def next_batch(self) -> dict[str, Tensor]:
         if self.batches % self.config.rollout_freq == 0:
