@@ -26,40 +26,31 @@ import argparse
 import json
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
+from ope import spearman  # benchmarks/ope.py: Spearman's rho with tied ranks averaged
 
 import seqrl
+from seqrl.data.collect import rollout
 from seqrl.data.sources import load_dataset
 from seqrl.data.termination import termination_function
 from seqrl.data.transitions import TransitionBuffer
+from seqrl.training.ope import unit_actions
 from seqrl.models.dynamics import uncertainty
 
 
-def policy_episodes(policy, env_id: str, env_kwargs: dict, episodes: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """Real transitions of the policy's deterministic actions, one dict of arrays per episode."""
-    env = gym.make(env_id, **env_kwargs)
+def policy_episodes(policy, meta: dict, episodes: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """Real transitions of the policy's deterministic actions (actions in the model's [-1, 1]), one
+    dict of tensors per episode."""
     out = []
-    for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
-        rows = {"observations": [], "actions": [], "rewards": [], "next_observations": [], "terminals": []}
-        done = False
-        while not done:
-            action = policy.act(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            for name, value in zip(rows, (obs, action, reward, next_obs, terminated)):
-                rows[name].append(value)
-            obs, done = next_obs, terminated or truncated
-        out.append({name: np.asarray(v, dtype=np.float32) for name, v in rows.items()})
-    env.close()
+    for ep in rollout(meta["env_id"], policy, n_episodes=episodes, seed=seed, env_kwargs=meta.get("env_kwargs"),
+                      max_episode_steps=meta.get("max_episode_steps")):
+        obs = torch.as_tensor(ep["observations"], dtype=torch.float32)
+        out.append({"observations": obs[:-1], "next_observations": obs[1:],
+                    "actions": unit_actions(torch.as_tensor(ep["actions"]), policy.action_low, policy.action_high),
+                    "rewards": torch.as_tensor(ep["rewards"], dtype=torch.float32),
+                    "terminals": torch.as_tensor(ep["terminations"], dtype=torch.float32)})
     return out
-
-
-def to_model_actions(actions: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """Env actions -> the [-1, 1] actions the model was trained on."""
-    span = torch.where(high > low, high - low, torch.ones_like(high))
-    return (2.0 * (actions - low) / span - 1.0).clamp(-1.0, 1.0)
 
 
 def elite_mean(model, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,12 +59,13 @@ def elite_mean(model, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tenso
     return mean[model.elites].mean(0), mean, std
 
 
-def one_step(model, rows: dict[str, torch.Tensor], scale: torch.Tensor, penalty: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: the scaled RMS error of the elites' mean (s', r), and the penalty u(s, a)."""
+def one_step(model, rows: dict[str, torch.Tensor], scale: torch.Tensor, penalty: str
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row: the scaled RMS error of the elites' mean (s', r), the penalty u(s, a), and that mean."""
     pred, mean, std = elite_mean(model, rows["observations"], rows["actions"])
     target = torch.cat([rows["next_observations"], rows["rewards"][:, None]], dim=-1)
     error = ((pred - target) / scale).pow(2).mean(-1).sqrt()
-    return error, uncertainty(mean, std, penalty)
+    return error, uncertainty(mean, std, penalty), pred
 
 
 def h_step(model, episodes: list[dict[str, torch.Tensor]], horizon: int, scale: torch.Tensor) -> float:
@@ -90,11 +82,6 @@ def h_step(model, episodes: list[dict[str, torch.Tensor]], horizon: int, scale: 
         target = ep["next_observations"][horizon - 1:horizon - 1 + n]
         errors.append(((obs - target) / scale[:-1]).pow(2).mean(-1).sqrt())
     return float(torch.cat(errors).mean()) if errors else float("nan")
-
-
-def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
-    rx, ry = x.argsort().argsort().double(), y.argsort().argsort().double()
-    return float(torch.corrcoef(torch.stack([rx, ry]))[0, 1])
 
 
 def split_episodes(transitions: dict[str, torch.Tensor], starts: np.ndarray, lengths: np.ndarray, count: int):
@@ -126,27 +113,22 @@ def main(argv=None) -> dict:
     target = torch.cat([real["next_observations"], real["rewards"][:, None]], dim=-1)
     scale = target.std(0).clamp_min(1e-6)
 
-    ep_rows = policy_episodes(policy, meta["env_id"], meta.get("env_kwargs") or {}, args.episodes, args.seed)
-    low, high = policy.action_low, policy.action_high
-    pol = [{k: torch.as_tensor(v) for k, v in ep.items()} for ep in ep_rows]
-    for ep in pol:
-        ep["actions"] = to_model_actions(ep["actions"], low, high)
+    pol = policy_episodes(policy, meta, args.episodes, args.seed)
     pol_all = {k: torch.cat([ep[k] for ep in pol]) for k in pol[0]}
 
     sample = torch.randperm(len(real["rewards"]), generator=torch.Generator().manual_seed(0))[:20_000]
-    data_err, data_u = one_step(model, {k: v[sample] for k, v in real.items()}, scale, args.penalty)
-    pol_err, pol_u = one_step(model, pol_all, scale, args.penalty)
+    data_err, data_u, _ = one_step(model, {k: v[sample] for k, v in real.items()}, scale, args.penalty)
+    pol_err, pol_u, pred = one_step(model, pol_all, scale, args.penalty)
     starts, lengths = data.episode_bounds()
     data_eps = split_episodes(real, starts, lengths, 50)
 
     terminated = termination_function(meta["env_id"], meta.get("env_kwargs") or {})
     falls = pol_all["terminals"] > 0
-    pred = elite_mean(model, pol_all["observations"], pol_all["actions"])[0]
     model_falls = terminated(pred[:, :-1])
     result = {
         "policy": args.policy, "dataset": dataset, "episodes": args.episodes,
-        "policy_return": float(np.mean([ep["rewards"].sum() for ep in ep_rows])),
-        "policy_length": float(np.mean([len(ep["rewards"]) for ep in ep_rows])),
+        "policy_return": float(np.mean([float(ep["rewards"].sum()) for ep in pol])),
+        "policy_length": float(np.mean([len(ep["rewards"]) for ep in pol])),
         "one_step_error": {"data": float(data_err.mean()), "policy": float(pol_err.mean())},
         "penalty": {"data": float(data_u.mean()), "policy": float(pol_u.mean())},
         "penalty_error_spearman": {"data": spearman(data_u, data_err), "policy": spearman(pol_u, pol_err)},

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from seqrl.training.ope import unit_actions
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 model_error = pytest.importorskip("model_error")
 
@@ -49,7 +51,7 @@ def test_open_loop_error_grows_with_the_horizon_as_computed_by_hand():
 
 def test_one_step_error_counts_the_reward_and_returns_the_penalty():
     rows = episode(10, 2, 0.1)
-    error, u = model_error.one_step(DriftModel(), rows, torch.tensor([0.1, 0.1, 1.0]), "aleatoric")
+    error, u, _ = model_error.one_step(DriftModel(), rows, torch.tensor([0.1, 0.1, 1.0]), "aleatoric")
     # state dims off by 0.1 / 0.1 = 1, reward off by (1 - 3) / 1 = -2: RMS sqrt((1 + 1 + 4) / 3)
     assert torch.allclose(error, torch.full((10,), (6 / 3) ** 0.5))
     assert torch.allclose(u, torch.full((10,), (3 * 0.25) ** 0.5))  # L2 norm of std 0.5 over 3 outputs
@@ -66,4 +68,4 @@ def test_spearman_is_the_rank_correlation():
 def test_env_actions_map_to_the_models_unit_box():
     low, high = torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 1.0])
     a = torch.tensor([[-2.0, 0.0], [0.0, 0.5], [2.0, 1.0]])
-    assert torch.allclose(model_error.to_model_actions(a, low, high), torch.tensor([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]]))
+    assert torch.allclose(unit_actions(a, low, high), torch.tensor([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]]))

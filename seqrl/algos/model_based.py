@@ -85,8 +85,8 @@ def rollout(dynamics: DynamicsEnsemble, actor, start: Tensor, horizon: int, term
             raw_rewards.append(pred.rewards[finite])
             obs = next_obs[finite & ~done]
     out = {k: torch.cat(v) for k, v in rows.items()}
-    stats = {"rollout_penalty": torch.cat(penalties).mean(), "rollout_reward": torch.cat(raw_rewards).mean(),
-             "rollout_penalized_reward": (torch.cat(raw_rewards) - penalty_coef * torch.cat(penalties)).mean(),
+    u, r = torch.cat(penalties), torch.cat(raw_rewards)
+    stats = {"rollout_penalty": u.mean(), "rollout_reward": r.mean(), "rollout_penalized_reward": (r - penalty_coef * u).mean(),
              "rollout_terminal": out["terminals"].mean(), "rollout_rows": torch.tensor(float(len(out["rewards"])))}
     return out, stats
 

@@ -41,15 +41,20 @@ from seqrl.training.run import AlgorithmLearner, one_line_errors
 ACTION_CHUNK = 65_536  # rows per policy call when precomputing pi(s')
 
 
+def unit_actions(actions: Tensor, low, high) -> Tensor:
+    """Env actions [N, a] -> [-1, 1] of the bounds (low, high), as `TransitionBuffer` scales the data's."""
+    low = torch.as_tensor(low, dtype=torch.float32, device=actions.device)
+    high = torch.as_tensor(high, dtype=torch.float32, device=actions.device)
+    span = torch.where(high > low, high - low, torch.ones_like(high))
+    return (2.0 * (actions - low) / span - 1.0).clamp(-1.0, 1.0)
+
+
 @torch.no_grad()
 def policy_actions(policy: OfflineAlgorithm, observations: Tensor, low, high) -> Tensor:
     """pi(s), deterministic, for raw observations [N, d], in [-1, 1] of the data's action bounds."""
-    low = torch.as_tensor(low, dtype=torch.float32, device=observations.device)
-    high = torch.as_tensor(high, dtype=torch.float32, device=observations.device)
-    span = torch.where(high > low, high - low, torch.ones_like(high))
     out = [policy.act(chunk) for chunk in observations.split(ACTION_CHUNK)]
     actions = torch.cat(out) if out else observations.new_zeros(0, len(low))
-    return (2.0 * (actions - low) / span - 1.0).clamp(-1.0, 1.0)
+    return unit_actions(actions, low, high)
 
 
 class FQEBatches:
