@@ -1,5 +1,5 @@
-"""The quality table: seqrl's BC, CQL, IQL, AWAC (and TT) against d3rlpy 2.8.1's on the same
-datasets at the same budget, several seeds, normalized scores as mean ± s.e. over seeds.
+"""The quality table: seqrl's BC, CQL, IQL, AWAC, MOPO, COMBO (and TT, BRAC) against d3rlpy's on the
+same datasets at the same budget, several seeds, normalized scores as mean ± s.e. over seeds.
 
 Every cell (library, algorithm, dataset, seed) is one process writing one JSON file under --results,
 so an interrupted table resumes where it stopped (existing cells are skipped). seqrl runs its recipe
@@ -13,14 +13,16 @@ gymnasium 1.0 / mujoco 3.2.7, whose Hopper-v5 drifts apart from the one the data
 few hundred steps), on the same reset seeds (10,000 + k), normalized with the dataset's reference
 scores. d3rlpy's return in its own env is kept in each cell as `own_env_return_mean`.
 
-MOPO and COMBO are seqrl-only rows (d3rlpy 2.x has neither): each dataset's dynamics ensemble is
-fitted once (seed 0, early stopping or --dynamics-epochs) and shared by the MOPO and COMBO cells of
-every seed through `--dynamics`; each reads its dataset's own YAML,
-`recipes/configs/<algo>/v5-short-<env>-<quality>.yaml`, with the references' (h, lambda / beta).
+MOPO and COMBO: each dataset's dynamics ensemble is fitted once (seed 0, early stopping or
+--dynamics-epochs) and shared by the MOPO and COMBO cells of every seed through `--dynamics`; each
+reads its dataset's own YAML, `recipes/configs/<algo>/v5-short-<env>-<quality>.yaml`, with the
+references' (h, lambda / beta). d3rlpy 2.x has neither method, so their d3rlpy cells run d3rlpy 1.1.1
+(benchmarks/_d3rlpy1_quality_worker.py in benchmarks/.venv-d3rlpy1, created on first use) with its
+reproductions' settings, on one 1.1.1 dynamics fit per dataset of --dynamics-epochs passes.
 
     python benchmarks/quality.py                                    # hopper medium + medium-replay, 3 seeds
     python benchmarks/quality.py --datasets seqrl/walker2d/medium-v0 --algos iql,bc --seeds 0,1,2,3,4
-    python benchmarks/quality.py --datasets seqrl/hopper/medium-v0 --algos mopo,combo --libs seqrl
+    python benchmarks/quality.py --datasets seqrl/hopper/medium-v0 --algos mopo,combo
     python benchmarks/quality.py --table                            # print the markdown table of what is done
 """
 
@@ -42,10 +44,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from model_based import peer_python  # noqa: E402  d3rlpy 1.1.1's venv (MOPO, COMBO), created on first use
+
 DEFAULT_DATASETS = "seqrl/hopper/medium-v0,seqrl/hopper/medium-replay-v0"
 DEFAULT_STEPS = {"bc": 10_000, "iql": 10_000, "awac": 10_000, "cql": 3_000, "tt": 2_000, "mopo": 10_000, "combo": 3_000, "brac": 10_000}
-MODEL_BASED = ("mopo", "combo")  # seqrl only: d3rlpy 2.x has neither (1.1.1 runs on the old gym)
-SEQRL_ONLY = ("tt", "brac", *MODEL_BASED)  # d3rlpy 2.x has no BRAC either (its BEAR is another method)
+MODEL_BASED = ("mopo", "combo")  # not in d3rlpy 2.x: their d3rlpy cells run d3rlpy 1.1.1
+SEQRL_ONLY = ("tt", "brac")  # in no d3rlpy (its BEAR is another method than BRAC)
 DYNAMICS_EPOCHS = 30  # the ensemble's CPU budget per dataset (references: until early stopping)
 SEQRL_CELL = '''
 import json, sys, torch
@@ -146,7 +150,38 @@ def d3rlpy_cell(python, algo, dataset, seed, steps, episodes, threads, npz, meta
     policy_file = npz.parent / f"d3rlpy_{algo}_{npz.stem}_{seed}.pt"
     res = run(cmd + ["--policy_out", str(policy_file)], threads)
     own = np.asarray(res["returns"])
-    # the exported greedy policy evaluated exactly as seqrl's: same env build, code and reset seeds
+    return evaluate_torchscript(policy_file, meta, episodes, threads) | {
+        "own_env_return_mean": float(own.mean()), "train_seconds": res["train_seconds"]}
+
+
+def d4rl_task(dataset: str) -> str:
+    """seqrl/hopper/medium-replay-v0 -> hopper-medium-replay, the key of d3rlpy's per-dataset tables."""
+    env, quality = dataset.split("/")[1:3]
+    return f"{env}-{quality.rsplit('-v', 1)[0]}"
+
+
+def d3rlpy1_model_based_cell(python, algo, dataset, seed, steps, threads, npz, meta, episodes, epochs) -> dict:
+    """MOPO or COMBO of d3rlpy 1.1.1 (benchmarks/_d3rlpy1_quality_worker.py, its reproductions' settings)
+    on one dynamics fit per dataset (seed 0, shared by both methods and every seed, as seqrl's cells):
+    --dynamics-epochs passes over the data at its batch of 100, with no early stopping in d3rlpy's fit."""
+    worker = [str(python), str(HERE / "_d3rlpy1_quality_worker.py"), "--data", str(npz), "--task", d4rl_task(dataset),
+              "--threads", str(threads)]
+    dynamics = npz.parent / f"d3rlpy1_dynamics_{npz.stem}.pt"
+    if not dynamics.exists():
+        tmp = dynamics.with_suffix(".tmp.pt")
+        rows = len(np.load(npz)["rewards"])
+        run(worker + ["--algo", "dynamics", "--steps", str(epochs * rows // 100), "--seed", "0",
+                      "--dynamics", str(tmp)], threads)
+        os.replace(tmp, dynamics)
+    policy_file = npz.parent / f"d3rlpy1_{algo}_{npz.stem}_{seed}.pt"
+    res = run(worker + ["--algo", algo, "--steps", str(steps), "--seed", str(seed), "--dynamics", str(dynamics),
+                        "--policy_out", str(policy_file)], threads)
+    return evaluate_torchscript(policy_file, meta, episodes, threads) | {
+        "train_seconds": res["train_seconds"], "version": "1.1.1"}
+
+
+def evaluate_torchscript(policy_file: Path, meta: dict, episodes: int, threads: int) -> dict:
+    """A peer's exported greedy policy evaluated exactly as seqrl's: same env build, code and reset seeds."""
     import torch
 
     from seqrl.evaluation import evaluate, evaluation_env
@@ -160,8 +195,7 @@ def d3rlpy_cell(python, algo, dataset, seed, steps, episodes, threads, npz, meta
 
     result = evaluate(act, n_episodes=episodes, **evaluation_env(meta), seed=10_000, progress=False,
                       ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"))
-    return {"return_mean": result.mean, "return_stderr": result.stderr, "normalized_score": result.normalized_mean,
-            "own_env_return_mean": float(own.mean()), "train_seconds": res["train_seconds"]}
+    return {"return_mean": result.mean, "return_stderr": result.stderr, "normalized_score": result.normalized_mean}
 
 
 def table(results: Path) -> str:
@@ -171,7 +205,7 @@ def table(results: Path) -> str:
         groups.setdefault((c["dataset"], c["algo"], c["lib"]), []).append(c)
     from seqrl.data import load_dataset
 
-    lines = ["| dataset (data's normalized mean) | algorithm | updates | seqrl: mean ± s.e. (each seed) | d3rlpy 2.8.1 | seeds |", "|---|---|---|---|---|---|"]
+    lines = ["| dataset (data's normalized mean) | algorithm | updates | seqrl: mean ± s.e. (each seed) | d3rlpy 2.8.1 (MOPO, COMBO: 1.1.1) | seeds |", "|---|---|---|---|---|---|"]
     for dataset in sorted({k[0] for k in groups}):
         meta = load_dataset(dataset)
         lo, hi = meta.metadata["ref_min_score"], meta.metadata["ref_max_score"]
@@ -181,7 +215,7 @@ def table(results: Path) -> str:
             for lib in ("seqrl", "d3rlpy"):
                 scores = [c["normalized_score"] for c in groups.get((dataset, algo, lib), [])]
                 if not scores:
-                    row.append("n/a (not in d3rlpy 2.x)" if lib == "d3rlpy" and algo in SEQRL_ONLY[1:] else "–")
+                    row.append("n/a (not in d3rlpy)" if lib == "d3rlpy" and algo == "brac" else "–")
                     continue
                 se = np.std(scores, ddof=1) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
                 each = ", ".join(f"{x:.1f}" for x in scores)
@@ -218,7 +252,7 @@ def main() -> None:
     steps = dict(DEFAULT_STEPS) | {k: int(v) for k, v in (x.split("=") for x in args.steps.split(",") if x)}
     libs = args.libs.split(",")
     python = None
-    if "d3rlpy" in libs:
+    if "d3rlpy" in libs and set(args.algos.split(",")) - set(SEQRL_ONLY) - set(MODEL_BASED):
         from value_based import ensure_d3rlpy_venv
 
         python = ensure_d3rlpy_venv()
@@ -244,6 +278,9 @@ def main() -> None:
                         res = seqrl_cell(algo, dataset, seed, steps[algo], args.episodes, args.threads,
                                          work / f"run_{algo}_{dataset.replace('/', '_')}_{seed}", dynamics,
                                          shlex.split(args.seqrl_args))
+                    elif algo in MODEL_BASED:
+                        res = d3rlpy1_model_based_cell(peer_python(), algo, dataset, seed, steps[algo], args.threads,
+                                                       npz, meta, args.episodes, args.dynamics_epochs)
                     else:
                         res = d3rlpy_cell(python, algo, dataset, seed, steps[algo], args.episodes, args.threads, npz, meta)
                     res |= {"lib": lib, "algo": algo, "dataset": dataset, "seed": seed, "steps": steps[algo],
