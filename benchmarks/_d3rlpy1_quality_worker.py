@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
+
+from _d3rlpy_quality_worker import prepare
 
 # d3rlpy reproductions/offline/mopo.py: D4RL v0 name -> (rollout horizon, lambda); others (5, 1)
 MOPO_TABLE = {
@@ -78,15 +79,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    warnings.simplefilter("ignore")
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(args.threads)
+    data = prepare(args)
     import d3rlpy
-
-    d3rlpy.seed(args.seed)
-    data = np.load(args.data)
+    import numpy as np
     dataset = d3rlpy.dataset.MDPDataset(
         observations=data["observations"], actions=data["actions"], rewards=data["rewards"],
         terminals=data["terminals"], episode_terminals=np.maximum(data["terminals"], data["timeouts"]))

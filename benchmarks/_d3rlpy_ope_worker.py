@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 from pathlib import Path
 
-from _d3rlpy_quality_worker import build
+from _d3rlpy_quality_worker import build, prepare
 
 
 def main() -> None:
@@ -26,15 +25,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--medium", action="store_true")
     args = p.parse_args()
-    warnings.simplefilter("ignore")
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(args.threads)
+    data = prepare(args)
     import d3rlpy
-
-    d3rlpy.seed(args.seed)
-    data = np.load(args.data)
     dataset = d3rlpy.dataset.MDPDataset(
         observations=data["observations"], actions=data["actions"], rewards=data["rewards"],
         terminals=data["terminals"], timeouts=data["timeouts"], action_space=d3rlpy.ActionSpace.CONTINUOUS)

@@ -39,6 +39,20 @@ def build(algo: str, steps: int, medium: bool):
     raise SystemExit(f"unknown algorithm {algo}")
 
 
+def prepare(args):
+    """What every d3rlpy worker (any version) does first: quiet warnings, the torch thread count,
+    d3rlpy's global seed; returns the arrays of the .npz that quality.py exported."""
+    warnings.simplefilter("ignore")
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import d3rlpy
+
+    d3rlpy.seed(args.seed)
+    return np.load(args.data)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--algo", required=True)
@@ -52,16 +66,10 @@ def main() -> None:
     p.add_argument("--medium", action="store_true", help="a *-medium dataset (CQL's weight 10)")
     p.add_argument("--policy_out", default="", help="also save the greedy policy as TorchScript here")
     args = p.parse_args()
-    warnings.simplefilter("ignore")
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(args.threads)
+    data = prepare(args)
     import d3rlpy
     import gymnasium as gym
-
-    d3rlpy.seed(args.seed)
-    data = np.load(args.data)
+    import numpy as np
     dataset = d3rlpy.dataset.MDPDataset(
         observations=data["observations"], actions=data["actions"], rewards=data["rewards"],
         terminals=data["terminals"], timeouts=data["timeouts"], action_space=d3rlpy.ActionSpace.CONTINUOUS)
