@@ -82,6 +82,7 @@ def main() -> None:
     data = prepare(args)
     import d3rlpy
     import numpy as np
+
     dataset = d3rlpy.dataset.MDPDataset(
         observations=data["observations"], actions=data["actions"], rewards=data["rewards"],
         terminals=data["terminals"], episode_terminals=np.maximum(data["terminals"], data["timeouts"]))

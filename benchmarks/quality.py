@@ -232,7 +232,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=DEFAULT_DATASETS)
     p.add_argument("--algos", default="bc,iql,awac,cql", help="any of bc, iql, awac, cql, brac, tt, mopo, combo (the last four seqrl only)")
-    p.add_argument("--libs", default="seqrl,d3rlpy")
+    p.add_argument("--libs", default="seqrl,d3rlpy", help="seqrl and/or d3rlpy (2.8.1; 1.1.1 for mopo and combo)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", default="", help="per algorithm, e.g. iql=20000,cql=5000 (defaults: %s)" % DEFAULT_STEPS)
     p.add_argument("--episodes", type=int, default=10)
