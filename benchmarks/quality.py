@@ -99,8 +99,7 @@ def seqrl_config(algo: str, dataset: str) -> Path:
     """The dataset's own v5-short YAML where the method has per-dataset settings (MOPO's (h, lambda),
     COMBO's (h, beta)), else the method's one v5-short YAML."""
     folder = ROOT / "recipes" / "configs" / algo
-    env, quality = dataset.split("/")[1:3]
-    own = folder / f"v5-short-{env}-{quality.rsplit('-v', 1)[0]}.yaml"
+    own = folder / f"v5-short-{d4rl_task(dataset)}.yaml"
     return own if own.exists() else folder / "v5-short.yaml"
 
 
@@ -231,7 +230,7 @@ def table(results: Path) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=DEFAULT_DATASETS)
-    p.add_argument("--algos", default="bc,iql,awac,cql", help="any of bc, iql, awac, cql, brac, tt, mopo, combo (the last four seqrl only)")
+    p.add_argument("--algos", default="bc,iql,awac,cql", help="any of bc, iql, awac, cql, brac, tt, mopo, combo (tt and brac seqrl only)")
     p.add_argument("--libs", default="seqrl,d3rlpy", help="seqrl and/or d3rlpy (2.8.1; 1.1.1 for mopo and combo)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", default="", help="per algorithm, e.g. iql=20000,cql=5000 (defaults: %s)" % DEFAULT_STEPS)
