@@ -112,7 +112,10 @@ def read_yaml_mapping(path, what: str = "file") -> dict:
 
 
 def parse_config(cls, argv=None, description: str = "", default_config: str | None = None):
-    """YAML (from --config) < command-line flags; unknown YAML keys are an error."""
+    """YAML (from --config) < command-line flags; unknown YAML keys are an error. A file's
+    `output_dir` belongs to the file's `dataset`: a `--dataset` flag naming another dataset, without
+    `--output_dir`, leaves the output directory to the command's default for that dataset (so
+    that a run on other data does not write over the file's run)."""
     parser = build_parser(cls, description, default_config)
     args = parser.parse_args(argv)
     values = {}
@@ -123,16 +126,29 @@ def parse_config(cls, argv=None, description: str = "", default_config: str | No
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{path} has unknown options {unknown}")
-    for f in dataclasses.fields(cls):
-        v = getattr(args, f.name)
-        if v is not None:
-            values[f.name] = v
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    if "output_dir" in values and flags.get("dataset", values.get("dataset")) != values.get("dataset") \
+            and "output_dir" not in flags:
+        del values["output_dir"]
+    values |= flags
     hints = typing.get_type_hints(cls)
     try:
         values = {k: check_type(k, v, hints[k]) for k, v in values.items()}
     except ConfigError as err:
         raise ConfigError(f"{args.config}: {err}" if args.config else str(err)) from None
     return cls(**values)
+
+
+def output_name(source: str) -> str:
+    """A directory name for runs on `source` (a dataset id or path, a checkpoint path or Hub id):
+    an existing path's own name (a checkpoint's OUTPUT/ALGO/RUN/model: ALGO-RUN), else the id with
+    its slashes as dashes, so that seqrl/hopper/medium-v0 and seqrl/walker2d/medium-v0 (or
+    mujoco/hopper/medium-v0) do not share one directory."""
+    path = Path(source)
+    if path.exists():
+        path = path.resolve()
+        return f"{path.parent.parent.name}-{path.parent.name}" if path.name == "model" else path.stem
+    return str(source).strip("/").replace("/", "-")
 
 
 def combine(name: str, *classes, help_texts: dict[str, str] | None = None):

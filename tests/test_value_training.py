@@ -78,6 +78,34 @@ def test_every_recipe_config_parses(path):
     assert cfg.max_steps > 0 and cfg.dataset
 
 
+def test_a_config_files_output_dir_belongs_to_its_dataset(tmp_path):
+    """`--dataset` naming other data, without `--output_dir`, must not write into the config file's
+    run (the default YAML's outputs/iql/invertedpendulum-medium held a hopper run before)."""
+    from seqrl.config import output_name, parse_config
+    from seqrl.training.run import combined_config_class
+
+    cls, _ = combined_config_class("iql")
+    yaml = CONFIGS / "iql" / "invertedpendulum-medium.yaml"
+    own = parse_config(cls, ["--config", str(yaml)])
+    assert own.output_dir == "outputs/iql/invertedpendulum-medium"
+    assert parse_config(cls, ["--config", str(yaml), "--dataset", own.dataset]).output_dir == own.output_dir
+    other = parse_config(cls, ["--config", str(yaml), "--dataset", "seqrl/hopper/medium-v0"])
+    assert other.output_dir == ""  # the command's default for that dataset
+    chosen = parse_config(cls, ["--config", str(yaml), "--dataset", "seqrl/hopper/medium-v0", "--output_dir", "mine"])
+    assert chosen.output_dir == "mine"
+
+    # default names: one per dataset id (same env and name under two namespaces stay apart)
+    assert output_name("seqrl/hopper/medium-v0") == "seqrl-hopper-medium-v0"
+    assert output_name("mujoco/hopper/medium-v0") == "mujoco-hopper-medium-v0"
+    assert output_name("seqrl/walker2d/medium-v0") != output_name("seqrl/hopper/medium-v0")
+    (tmp_path / "hopper-medium-v2.hdf5").write_bytes(b"")
+    assert output_name(str(tmp_path / "hopper-medium-v2.hdf5")) == "hopper-medium-v2"
+    model = tmp_path / "outputs" / "cql" / "run1" / "model"
+    model.mkdir(parents=True)
+    assert output_name(str(model)) == "cql-run1"  # a checkpoint: its algorithm and run
+    assert output_name("user/my-policy") == "user-my-policy"  # a Hub id
+
+
 def test_awac_paper_yaml_equals_the_paper_preset():
     import dataclasses
 

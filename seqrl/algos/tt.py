@@ -33,7 +33,7 @@ class TTConfig:
     env_id: str = field(default="", metadata={"help": "gymnasium env the planner runs in (default: the one the dataset records)"})
     ref_min_score: float | None = field(default=None, metadata={"help": "reference return of a random policy for normalized scores (with --ref_max_score; default: the dataset's own, none if it has none)"})
     ref_max_score: float | None = field(default=None, metadata={"help": "reference return of an expert policy for normalized scores (with --ref_min_score)"})
-    output_dir: str = field(default="outputs/tt/invertedpendulum-medium", metadata={"help": "where checkpoints, TensorBoard logs and the final model go"})
+    output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the final model go (default: the config file's for its own dataset, else outputs/tt/DATASET, the dataset id's slashes as dashes)"})
     seed: int = field(default=42, metadata={"help": "random seed (official: 42)"})
     # tokenization
     n_bins: int = field(default=100, metadata={"help": "bins per dimension N (official 100)"})

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from seqrl.algos.dynamics import DynamicsTrainer, NoBatches
-from seqrl.config import ConfigError, check_ranges, combine, parse_config, split, to_dict
+from seqrl.config import ConfigError, check_ranges, combine, output_name, parse_config, split, to_dict
 from seqrl.data import BufferConfig, TransitionBuffer
 from seqrl.hub import CheckpointError, from_pretrained, save_pretrained
 from seqrl.models.dynamics import DynamicsConfig, DynamicsEnsemble
@@ -67,7 +67,7 @@ def load_dynamics_for(path_or_repo_id: str, obs_dim: int, act_dim: int, env_id: 
 @dataclass
 class DynamicsRunConfig:
     dataset: str = field(default="seqrl/invertedpendulum/medium-v0", metadata={"help": "dataset to fit on (any source `seqrl train` takes)"})
-    output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the model go (default outputs/dynamics/<dataset>)"})
+    output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the model go (default outputs/dynamics/DATASET, the dataset id's slashes as dashes)"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest epoch checkpoint in output_dir"})
@@ -100,7 +100,7 @@ def train_dynamics(argv=None, description: str = "") -> dict:
     episodes = load_episodes(cfg.dataset)
     buffer = TransitionBuffer(episodes, BufferConfig(), device=device, seed=config.seed)
     print(f"data: {episodes.summary()}")
-    out = Path(cfg.output_dir or f"outputs/dynamics/{Path(cfg.dataset).name}")
+    out = Path(cfg.output_dir or f"outputs/dynamics/{output_name(cfg.dataset)}")
     meta = {k: v for k, v in dataset_metadata(episodes, cfg.dataset).items() if k not in ("ref_min_score", "ref_max_score", "ref_source")}
     model = fit_dynamics(buffer, config, out, resume=cfg.resume, metadata={**meta, "run": to_dict(cfg)},
                          identity={"data": cfg.dataset})

@@ -1,8 +1,8 @@
 """Offline-to-online fine-tuning: `seqrl finetune CHECKPOINT --env ID` continues an offline IQL,
 AWAC, CQL (Cal-QL) or SAC-family policy online, on the one training loop.
 
-    seqrl finetune outputs/iql/medium-v0/model --max_steps 10000
-    seqrl finetune outputs/cql/medium-v0/model --calql --offline_ratio 0.5     # Cal-QL
+    seqrl finetune outputs/iql/seqrl-hopper-medium-v0/model --max_steps 10000
+    seqrl finetune outputs/cql/seqrl-hopper-medium-v0/model --calql --offline_ratio 0.5     # Cal-QL
 
 What carries over from the offline run (as CORL's `algorithms/finetune/` and d3rlpy's fine-tuning
 reproductions do):
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from seqrl.algos import build_algorithm
-from seqrl.config import ConfigError, check_ranges, parse_config, to_dict
+from seqrl.config import ConfigError, check_ranges, output_name, parse_config, to_dict
 from seqrl.data import BufferConfig, DataError, TransitionBuffer
 from seqrl.data.transitions import ReplayBuffer
 from seqrl.evaluation import EVAL_SEED, evaluate as rollout, evaluation_env, normalized_score
@@ -71,7 +71,7 @@ class FinetuneConfig:
     eval_every: int = field(default=1000, metadata={"help": "evaluate every N online steps"})
     eval_episodes: int = field(default=10, metadata={"help": "deterministic episodes per evaluation"})
     output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs, finetune.json and the "
-                                                          "fine-tuned policy go (default outputs/finetune/<checkpoint's run>)"})
+                                                          "fine-tuned policy go (default outputs/finetune/ALGO-RUN for a checkpoint OUTPUTS/ALGO/RUN/model, OWNER-NAME for a Hub id)"})
     log_every: int = field(default=500, metadata={"help": "log metrics every N steps"})
     save_every: int = field(default=5000, metadata={"help": "write a resumable checkpoint every N steps"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones)"})
@@ -233,7 +233,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         source = MixedSource(online, algo, replay, env, offline, cfg.offline_ratio, **transform)
     algo.train()
 
-    out = Path(cfg.output_dir or f"outputs/finetune/{Path(cfg.checkpoint).parent.name or Path(cfg.checkpoint).name}")
+    out = Path(cfg.output_dir or f"outputs/finetune/{output_name(cfg.checkpoint)}")
     lo, hi = meta.get("ref_min_score"), meta.get("ref_max_score")
     eval_env = evaluation_env(meta) if same_env else {"env_id": env_id}
 

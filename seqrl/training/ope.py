@@ -11,7 +11,7 @@ writes `OUTPUT_DIR/ope.json`:
   * `normalized_estimate` (approximate): the estimate on the dataset's normalized-score scale,
     converted with the data's own ratio of undiscounted to discounted episode return.
 
-    seqrl ope outputs/iql/medium-v0/model --dataset seqrl/invertedpendulum/medium-v0
+    seqrl ope outputs/iql/invertedpendulum-medium/model --dataset seqrl/invertedpendulum/medium-v0
     evaluate_offline(policy, episodes, FQEConfig(max_steps=5000), "outputs/ope/iql")   # from Python
 """
 
@@ -29,7 +29,7 @@ from torch import Tensor
 
 from seqrl.algos.base import OfflineAlgorithm
 from seqrl.algos.fqe import FQE, FQEConfig
-from seqrl.config import ConfigError, check_ranges, combine, parse_config, split, to_dict
+from seqrl.config import ConfigError, check_ranges, combine, output_name, parse_config, split, to_dict
 from seqrl.data import BufferConfig, EpisodeDataset, TransitionBuffer
 from seqrl.data.returns import reward_to_go
 from seqrl.hub import CheckpointError, load_policy, read_metadata, resolve
@@ -122,7 +122,7 @@ def evaluate_offline(policy: OfflineAlgorithm, episodes: EpisodeDataset, config:
 class OPERunConfig:
     checkpoint: str = field(default="", metadata={"help": "policy directory (with seqrl.json) or Hub repo id (required)"})
     dataset: str = field(default="", metadata={"help": "data to evaluate on (any source `seqrl train` takes; default: the checkpoint's training data)"})
-    output_dir: str = field(default="", metadata={"help": "where FQE's checkpoints, TensorBoard logs and ope.json go (default outputs/ope/<checkpoint name>)"})
+    output_dir: str = field(default="", metadata={"help": "where FQE's checkpoints, TensorBoard logs and ope.json go (default outputs/ope/ALGO-RUN for a checkpoint OUTPUTS/ALGO/RUN/model, OWNER-NAME for a Hub id)"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest FQE checkpoint in output_dir"})
@@ -168,7 +168,7 @@ def _run(argv) -> dict:
     seed_everything(config.seed)
     episodes = load_episodes(dataset)
     print(f"data: {episodes.summary()}")
-    out = Path(cfg.output_dir or f"outputs/ope/{Path(cfg.checkpoint).parent.name or Path(cfg.checkpoint).name}")
+    out = Path(cfg.output_dir or f"outputs/ope/{output_name(cfg.checkpoint)}")
     result = evaluate_offline(policy, episodes, config, out, device=device, resume=cfg.resume, progress=cfg.progress,
                               identity={"data": dataset, "policy": str(cfg.checkpoint)}, what=str(cfg.checkpoint))
     result |= {"checkpoint": str(cfg.checkpoint), "dataset": dataset, "config": to_dict(cfg)}

@@ -27,7 +27,7 @@ import torch
 from seqrl.algos import ALGORITHMS, build_algorithm
 from seqrl.algos.options import OPTION_HELP
 from seqrl.algos.tt import TTConfig, TTLearner, WindowBatches, official_updates
-from seqrl.config import ConfigError, check_ranges, combine, parse_config, split, to_dict
+from seqrl.config import ConfigError, check_ranges, combine, output_name, parse_config, split, to_dict
 from seqrl.data import BufferConfig, DataError, TokenizerConfig, TokenWindows, TransitionBuffer
 from seqrl.evaluation import EVAL_SEED, EvaluationError, check_env_spaces, evaluation_env
 from seqrl.hub import CheckpointError, TrajectoryModel, evaluation_line, save_pretrained, save_training_metrics
@@ -78,7 +78,7 @@ class RunConfig:
     updates_per_step: int = field(default=1, metadata={"help": "online: updates per environment step"})
     buffer_size: int = field(default=1_000_000, metadata={"help": "online: replay buffer capacity (FIFO)"})
     snapshot_evals: bool = field(default=False, metadata={"help": "save the policy at every evaluation as OUTPUT_DIR/snapshots/step_N (a loadable checkpoint each)"})
-    output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the final policy go (default outputs/<algo>/<dataset>)"})
+    output_dir: str = field(default="", metadata={"help": "where checkpoints, TensorBoard logs and the final policy go (default: the config file's for its own dataset, else outputs/ALGO/DATASET with the dataset id's slashes as dashes, e.g. outputs/iql/seqrl-hopper-medium-v0)"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: the CPUs this process may use minus the busy ones, at least 1; see seqrl/threads.py)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto"})
     precision: str = field(default="fp32", metadata={"help": "fp32, or bf16: each update under bfloat16 autocast, weights and optimizer in float32 (pays where updates are matmul-bound on bf16 hardware: CQL and AWAC 2.1x on 2 AMX CPU cores, or a GPU; loss terms within 5 percent of fp32, gradients aligned)"})
@@ -197,7 +197,7 @@ def train_value_based(algorithm: str, argv, description: str = "") -> dict:
         algo_config.seed = seeds[0]
     seed_everything(algo_config.seed)
     out = Path(cfg.output_dir or (f"outputs/{algorithm}/{(cfg.env_id or 'InvertedPendulum-v5').lower()}-online"
-                                  if cfg.online else f"outputs/{algorithm}/{Path(cfg.dataset).name}"))
+                                  if cfg.online else f"outputs/{algorithm}/{output_name(cfg.dataset)}"))
     if seeds:
         return _train_seeds(algorithm, cfg, algo_config, seeds, device, out)
     run = _online_run(cfg, algo_config, device) if cfg.online else _offline_run(cfg, algo_config, device)
@@ -377,7 +377,7 @@ def train_tt(argv, description: str = "") -> dict:
     threads = configure_threads(config.threads)
     accelerator = make_accelerator()
     seed_everything(config.seed + accelerator.process_index)
-    out = Path(config.output_dir)
+    out = Path(config.output_dir or f"outputs/tt/{output_name(config.dataset)}")
 
     episodes = load_episodes(config.dataset, config.env_id, config.ref_min_score, config.ref_max_score)
     tokenizer = TokenizerConfig(discount=config.discount, termination_penalty=config.termination_penalty,
