@@ -10,6 +10,14 @@ before them), then one update per environment step, no evaluation, same torch th
     python benchmarks/online_sac.py                       # 4,000 steps (1,000 random), 1 thread, 2 repeats
     python benchmarks/online_sac.py --steps 80000 --random 10000 --threads 2 --repeats 1
     python benchmarks/online_sac.py --threads 2 --seqrl eager,bf16,bf16+compile
+    python benchmarks/online_sac.py --threads 2 --profile 200
+        # also: where seqrl's step goes (env + policy call, update split by benchmarks/profiling.py)
+        # and the ceiling the update's matmuls set: the rate seqrl could reach if all else were free
+
+The ceiling: seqrl's measured run with every update cut to the time of its matmuls alone (the same
+shapes back to back: the same maths cannot run faster here), everything else (environment, policy
+calls, random phase, start-up) as measured; its rate over d3rlpy's is the largest ratio this machine
+allows without fewer FLOPs.
 """
 
 from __future__ import annotations
@@ -62,6 +70,40 @@ print("RESULT " + json.dumps({{"seconds": time.perf_counter() - start}}))
 '''
 
 
+PROFILE_SIDE = '''
+import json, statistics, sys, time, torch
+torch.set_num_threads({threads})
+sys.path.insert(0, {bench!r})
+from profiling import breakdown_line, marked_sample, profile_steps
+from seqrl.algos import SAC, SACConfig
+from seqrl.data.transitions import ReplayBuffer
+from seqrl.training.online import EnvironmentSource, OnlineConfig, make_env
+online = OnlineConfig(env_id="{env}", random_steps={random}, learning_starts={random},
+                      buffer_size={capacity}, batch_size=256, seed=0)
+env = make_env(online)
+obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+algo = SAC(SACConfig(batch_size=256, seed=0), obs_dim, act_dim, action_low=env.action_space.low,
+           action_high=env.action_space.high)  # the recipe's defaults: 2x256, rates 3e-4
+replay = ReplayBuffer(obs_dim, act_dim, online.buffer_size, seed=0)
+source = EnvironmentSource(online, algo, replay, env)
+for _ in range({random}):
+    source.step()  # the random phase
+def timed(fn, n):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+update = lambda: algo.update(replay.sample(256))
+for _ in range(50):  # warm-up, as the timed runs are past their first updates
+    source.step(); update()
+env_s = timed(source.step, {steps})  # the policy's sampled action, env.step, the replay write
+update_s = timed(update, {steps})
+prof = profile_steps(lambda: algo.update(marked_sample(lambda: replay.sample(256))()), {steps}, update_s)
+print("RESULT " + json.dumps({{"env_step_ms": env_s * 1e3, "update_ms": update_s * 1e3, "profile": prof,
+                              "floor_ms": prof["matmul_roofline"]["floor_ms"], "breakdown": breakdown_line(prof)}}))
+'''
+
+
 def run_side(python: Path, code: str, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TQDM_DISABLE="1")
     r = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env, cwd=HERE.parent)
@@ -81,8 +123,13 @@ def main() -> None:
     p.add_argument("--seqrl", default="eager", metavar="VARIANTS", help=SEQRL_VARIANTS_HELP)
     p.add_argument("--d3rlpy-venv", default=str(D3RLPY_VENV))
     p.add_argument("--out", default=str(HERE / "results" / "online_sac.json"))
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="after the timing, time STEPS env steps and STEPS updates of seqrl apart, profile "
+                        "the update and report the ceiling its matmuls set (0: none)")
     args = p.parse_args()
     variants = parse_variants(args.seqrl)
+    if args.profile and "eager" not in variants:
+        raise SystemExit("--profile profiles eager seqrl: keep eager in --seqrl")
     d3rlpy_python = ensure_d3rlpy_venv(Path(args.d3rlpy_venv))
     runs = {seqrl_key(v): [] for v in variants} | {"d3rlpy": []}
     for repeat in range(args.repeats):
@@ -97,15 +144,28 @@ def main() -> None:
     best = {side: min(r["seconds"] for r in rs) for side, rs in runs.items()}
     rate = {side: args.steps / s for side, s in best.items()}
     ratios = {side: rate[side] / rate["d3rlpy"] for side in rate if side != "d3rlpy"}
+    profile = None
+    if args.profile:
+        profile = run_side(Path(sys.executable), PROFILE_SIDE.format(
+            threads=args.threads, env=args.env, random=args.random, capacity=args.random + 3 * args.profile + 100,
+            steps=args.profile, bench=str(HERE)), args.threads)
+        saved_s = (args.steps - args.random) * (profile["update_ms"] - profile["floor_ms"]) / 1e3
+        profile["ceiling_steps_per_s"] = args.steps / (best["seqrl"] - saved_s)
+        profile["ceiling_ratio"] = profile["ceiling_steps_per_s"] / rate["d3rlpy"]
     result = {"env": args.env, "steps": args.steps, "random_steps": args.random,
               "updates": args.steps - args.random, "threads": args.threads, "runs": runs,
               "steps_per_s": rate, "ratio": ratios.get("seqrl"), "ratios": ratios,
-              "machine": os.uname().machine, "date": time.strftime("%Y-%m-%d")}
+              "profile": profile, "machine": os.uname().machine, "date": time.strftime("%Y-%m-%d")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     for side, ratio in ratios.items():
         print(f"| online SAC {args.env}, {args.steps:,} steps ({args.random:,} random), {args.threads} thread(s) | "
               f"{side} {rate[side]:.1f} vs d3rlpy {rate['d3rlpy']:.1f} env steps/s = **{ratio:.2f}x** |")
+    if profile:
+        print(f"seqrl per env step: env + policy call {profile['env_step_ms']:.2f} ms, update {profile['update_ms']:.2f} ms\n"
+              f"update: {profile['breakdown']}\n"
+              f"ceiling: {profile['ceiling_steps_per_s']:.0f} env steps/s = {profile['ceiling_ratio']:.2f}x d3rlpy "
+              f"(the run with each update at its matmul floor)")
 
 
 if __name__ == "__main__":
