@@ -71,10 +71,10 @@ print("RESULT " + json.dumps({{"seconds": time.perf_counter() - start}}))
 
 
 PROFILE_SIDE = '''
-import json, statistics, sys, time, torch
+import json, sys, torch
 torch.set_num_threads({threads})
 sys.path.insert(0, {bench!r})
-from profiling import breakdown_line, marked_sample, profile_steps
+from profiling import breakdown_line, marked_sample, median_seconds, profile_steps
 from seqrl.algos import SAC, SACConfig
 from seqrl.data.transitions import ReplayBuffer
 from seqrl.training.online import EnvironmentSource, OnlineConfig, make_env
@@ -88,16 +88,11 @@ replay = ReplayBuffer(obs_dim, act_dim, online.buffer_size, seed=0)
 source = EnvironmentSource(online, algo, replay, env)
 for _ in range({random}):
     source.step()  # the random phase
-def timed(fn, n):
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 update = lambda: algo.update(replay.sample(256))
 for _ in range(50):  # warm-up, as the timed runs are past their first updates
     source.step(); update()
-env_s = timed(source.step, {steps})  # the policy's sampled action, env.step, the replay write
-update_s = timed(update, {steps})
+env_s = median_seconds(source.step, {steps})  # the policy's sampled action, env.step, the replay write
+update_s = median_seconds(update, {steps})
 prof = profile_steps(lambda: algo.update(marked_sample(lambda: replay.sample(256))()), {steps}, update_s)
 print("RESULT " + json.dumps({{"env_step_ms": env_s * 1e3, "update_ms": update_s * 1e3, "profile": prof,
                               "floor_ms": prof["matmul_roofline"]["floor_ms"], "breakdown": breakdown_line(prof)}}))

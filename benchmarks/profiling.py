@@ -147,12 +147,17 @@ def _time_alone(name: str, shapes: list, dtype: torch.dtype, repeats: int = 30) 
           "aten::baddbmm": torch.baddbmm, "aten::mv": torch.mv, "aten::addmv": torch.addmv}[name]
     n_args = 2 if name in ("aten::mm", "aten::bmm", "aten::mv") else 3
     args = args[:n_args]
-    for _ in range(3):
-        fn(*args)
+    return median_seconds(lambda: fn(*args), repeats, warmup=3)
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 0) -> float:
+    """Median wall seconds of one `fn()` over `repeats` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn(*args)
+        fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
