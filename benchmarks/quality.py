@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqrl.training.run import starting_yaml
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -96,11 +98,10 @@ def run(cmd: list[str], threads: int) -> dict:
 
 
 def seqrl_config(algo: str, dataset: str) -> Path:
-    """The dataset's own v5-short YAML where the method has per-dataset settings (MOPO's (h, lambda),
-    COMBO's (h, beta)), else the method's one v5-short YAML."""
-    folder = ROOT / "recipes" / "configs" / algo
-    own = folder / f"v5-short-{d4rl_task(dataset)}.yaml"
-    return own if own.exists() else folder / "v5-short.yaml"
+    """The YAML `seqrl train ALGO --dataset DATASET` starts from: the dataset's own v5-short YAML where
+    the method has per-dataset settings (MOPO's (h, lambda), COMBO's (h, beta)), else the method's one
+    v5-short YAML."""
+    return Path(starting_yaml(algo, False, dataset))
 
 
 def ensure_dynamics(dataset: str, work: Path, threads: int, epochs: int) -> Path:

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -77,10 +78,17 @@ def check_ranges(config, minimums: dict[str, float]) -> None:
             raise ConfigError(f"--{name} must be at least {low:g}, got {value}")
 
 
-def build_parser(cls, description: str, default_config: str | None = None) -> argparse.ArgumentParser:
+# a YAML path, or a function from the --dataset flag (None without one) to the YAML a run starts from
+DefaultConfig = str | Callable[[str | None], str | None] | None
+
+
+def build_parser(cls, description: str, default_config: DefaultConfig = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=default_config,
-                        help="YAML file with any of the options below; command-line flags override it")
+    shown = default_config(None) if callable(default_config) else default_config
+    parser.add_argument("--config", default=None,
+                        help="YAML file with any of the options below; command-line flags override it (default: "
+                             + (f"{shown}, or with --dataset that dataset's shipped settings where seqrl has them)"
+                                if callable(default_config) else f"{shown})"))
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
@@ -111,13 +119,18 @@ def read_yaml_mapping(path, what: str = "file") -> dict:
     return values
 
 
-def parse_config(cls, argv=None, description: str = "", default_config: str | None = None):
-    """YAML (from --config) < command-line flags; unknown YAML keys are an error. A file's
-    `output_dir` belongs to the file's `dataset`: a `--dataset` flag naming another dataset, without
-    `--output_dir`, leaves the output directory to the command's default for that dataset (so
-    that a run on other data does not write over the file's run)."""
+def parse_config(cls, argv=None, description: str = "", default_config: DefaultConfig = None):
+    """YAML (from --config, else `default_config`) < command-line flags; unknown YAML keys are an
+    error. A callable `default_config` picks the YAML from the `--dataset` flag (a dataset's own
+    shipped settings). A file's `output_dir` belongs to the file's `dataset`: a `--dataset` flag
+    naming another dataset, without `--output_dir`, leaves the output directory to the command's
+    default for that dataset (so that a run on other data does not write over the file's run)."""
     parser = build_parser(cls, description, default_config)
     args = parser.parse_args(argv)
+    if args.config is None:
+        args.config = default_config(getattr(args, "dataset", None)) if callable(default_config) else default_config
+        if args.config and getattr(args, "dataset", None):
+            print(f"config: {args.config}")
     values = {}
     if args.config:
         path = Path(args.config)

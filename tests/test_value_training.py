@@ -106,6 +106,32 @@ def test_a_config_files_output_dir_belongs_to_its_dataset(tmp_path):
     assert output_name("user/my-policy") == "user-my-policy"  # a Hub id
 
 
+def test_a_run_on_a_v5_dataset_starts_from_that_datasets_shipped_settings():
+    """Without --config, `seqrl train mopo --dataset seqrl/hopper/medium-v0` takes the quality
+    table's hopper-medium settings ((h, lambda) = (5, 5.0), 50,000 starts every 1,000 updates), not
+    the InvertedPendulum default's rollouts sized to that data (5,000 starts every 250, lambda 1)."""
+    from seqrl.config import parse_config
+    from seqrl.training.run import combined_config_class, starting_yaml
+
+    cls, _ = combined_config_class("mopo")
+    default = parse_config(cls, [], default_config=lambda d: starting_yaml("mopo", False, d))
+    assert (default.dataset, default.rollout_batch_size, default.penalty_coef) == ("seqrl/invertedpendulum/medium-v0", 5000, 1.0)
+    for dataset in ("seqrl/hopper/medium-v0", "mujoco/hopper/medium-v0", "hf://farama-minari/mujoco/hopper/medium-v0"):
+        cfg = parse_config(cls, ["--dataset", dataset], default_config=lambda d: starting_yaml("mopo", False, d))
+        assert (cfg.dataset, cfg.rollout_freq, cfg.rollout_batch_size) == (dataset, 1000, 50_000)
+        assert (cfg.rollout_length, cfg.penalty_coef, cfg.max_steps, cfg.output_dir) == (5, 5.0, 10_000, "")
+    # a level without its own YAML: the method's v5 settings; an explicit --config wins; other data: the default
+    assert Path(starting_yaml("mopo", False, "seqrl/walker2d/expert-v0")).name == "v5-short.yaml"
+    assert Path(starting_yaml("iql", False, "mujoco/halfcheetah/medium-replay-v0")).name == "v5-short.yaml"
+    assert Path(starting_yaml("tt", False, "seqrl/walker2d/medium-v0")).name == "v5-short.yaml"
+    pinned = parse_config(cls, ["--config", str(CONFIGS / "mopo" / "invertedpendulum-medium.yaml"), "--dataset", "seqrl/hopper/medium-v0"],
+                          default_config=lambda d: starting_yaml("mopo", False, d))
+    assert pinned.rollout_batch_size == 5000
+    for other in ("seqrl/invertedpendulum/expert-v0", "mujoco/ant/medium-v0", "hopper-medium-v2.hdf5"):
+        assert Path(starting_yaml("mopo", False, other)).name == "invertedpendulum-medium.yaml"
+    assert Path(starting_yaml("sac", True, "seqrl/hopper/medium-v0")).name == "online.yaml"
+
+
 def test_awac_paper_yaml_equals_the_paper_preset():
     import dataclasses
 

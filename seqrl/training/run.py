@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +60,22 @@ def one_line_errors():
         raise SystemExit(f"error: {err}") from None
 
 
-def _default_yaml(algorithm: str, online: bool) -> str | None:
-    for name in ([f"{algorithm}/online.yaml"] if online else []) + [f"{algorithm}/invertedpendulum-medium.yaml"]:
+# the v5 families seqrl's v5-short settings were measured on (benchmarks/README.md, the quality table)
+V5_FAMILIES = ("hopper", "halfcheetah", "walker2d")
+V5_DATASET = re.compile(r"(?:hf://[^/]+/)?(?:seqrl|mujoco)/(?P<env>[a-z0-9]+)/(?P<level>[a-z0-9-]+)-v\d+")
+
+
+def starting_yaml(algorithm: str, online: bool, dataset: str | None = None) -> str | None:
+    """The shipped YAML a run starts from without --config. On a v5 family dataset (seqrl/ENV/LEVEL-vN,
+    or Minari's mujoco/ENV/LEVEL-vN, local or hf://ORG/...), the settings the quality table ran: the
+    dataset's own (ALGO/v5-short-ENV-LEVEL.yaml, e.g. MOPO's (h, lambda)), else ALGO/v5-short.yaml.
+    Otherwise the CPU-sized default on the built-in InvertedPendulum set, whose rollout sizes and
+    penalties belong to that data."""
+    names = [f"{algorithm}/online.yaml"] if online else []
+    match = V5_DATASET.fullmatch(dataset or "")
+    if match and match["env"] in V5_FAMILIES and not online:
+        names += [f"{algorithm}/v5-short-{match['env']}-{match['level']}.yaml", f"{algorithm}/v5-short.yaml"]
+    for name in names + [f"{algorithm}/invertedpendulum-medium.yaml"]:
         if has_resource("configs", name):
             return default_config(name)
     return None
@@ -175,7 +190,7 @@ def main(algorithm: str, argv=None, description: str = "") -> dict:
 def train_value_based(algorithm: str, argv, description: str = "") -> dict:
     config_cls, algo_cls = combined_config_class(algorithm)
     cfg = parse_config(config_cls, argv, description=description or __doc__,
-                       default_config=_default_yaml(algorithm, "--online" in argv))
+                       default_config=lambda dataset: starting_yaml(algorithm, "--online" in argv, dataset))
     check_ranges(cfg, VALUE_MINIMUMS)
     print(f"torch threads: {configure_threads(cfg.threads)}")
     try:
@@ -372,7 +387,7 @@ def train_tt(argv, description: str = "") -> dict:
     """Tokenize the dataset into windows, train the GPT-style model with Accelerate, save the
     TrajectoryModel (weights + discretizer + metadata + card) to OUTPUT_DIR/model."""
     config = parse_config(TTConfig, argv, description=description or __doc__,
-                          default_config=_default_yaml(TT, online=False))
+                          default_config=lambda dataset: starting_yaml(TT, False, dataset))
     check_ranges(config, TT_MINIMUMS)
     threads = configure_threads(config.threads)
     accelerator = make_accelerator()

@@ -122,13 +122,13 @@ def trial_name(params: dict) -> str:
 def run_trial(params: dict, options: dict, root: str, cpus: int) -> dict:
     """One trial: the run assembly with the sweep's options, this trial's values and its own folder;
     `--resume` makes an interrupted trial continue from its last checkpoint."""
-    from seqrl.training.run import _default_yaml, main
+    from seqrl.training.run import starting_yaml, main
 
     params = dict(params)
     algorithm = params.pop("algorithm")
     out = Path(root) / "trials" / trial_name({"algorithm": algorithm, **params})
     out.mkdir(parents=True, exist_ok=True)
-    base = _default_yaml(algorithm, online=False)
+    base = starting_yaml(algorithm, online=False, dataset=params.get("dataset", options.get("dataset")))
     values = {**(yaml.safe_load(Path(base).read_text()) if base else {}), **options, **params}
     values |= {"output_dir": str(out), "resume": True, "threads": values.get("threads") or max(1, int(cpus))}
     (out / "trial.yaml").write_text(yaml.safe_dump(values, sort_keys=True))
