@@ -78,7 +78,11 @@ def d3rlpy_side(args, episodes, work: Path, evaluate_offline, FQEConfig) -> list
                "--steps", str(args.steps), "--every", str(args.every), "--fqe_steps", str(args.fqe_steps),
                "--out_dir", str(snaps), "--threads", str(args.threads)]
         cmd += ["--medium"] if args.dataset.endswith("/medium-v0") else []
-        for snap in run_cell(cmd, args.threads)["snapshots"]:
+        done = snaps / "snapshots.json"  # d3rlpy's training and FQE, kept: a rerun fits only seqrl's FQE again
+        if not (done.exists() and json.loads(done.read_text())["cmd"] == cmd):
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps({"cmd": cmd, **run_cell(cmd, args.threads)}))
+        for snap in json.loads(done.read_text())["snapshots"]:
             a = episodes.arrays()["action"]
             low = meta.get("action_low") or a.min(0).tolist()
             high = meta.get("action_high") or a.max(0).tolist()

@@ -109,3 +109,26 @@ def test_seqrl_ope_end_to_end_and_one_line_errors(tmp_path, capsys):
         cli(["ope", str(run / "model"), "--dataset", str(tmp_path / "other.npz"), "--max_steps", "10"])
     with pytest.raises(SystemExit, match="error: .*max_steps"):
         cli(["ope", str(run / "model"), "--max_steps", "0"])
+
+
+def test_the_critic_reads_raw_observations_unless_asked(tmp_path, monkeypatch):
+    """d3rlpy's FQE feeds raw observations; standardising them made walker2d medium's estimate for a
+    good policy depend on the seed (0.1 or 48, raw 100-105: benchmarks/README.md), so raw is the default."""
+    import seqrl.training.ope as ope
+
+    seen = []
+
+    class Recording(FQE):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append((self.obs_mean.clone(), self.obs_std.clone()))
+
+    monkeypatch.setattr(ope, "FQE", Recording)
+    episodes = _episodes(20, 5, lambda t: (10.0 + t[:, None]).astype(np.float32), lambda a: a, terminal=True)
+    policy = RulePolicy(lambda obs: torch.zeros(len(obs), 1))
+    assert FQEConfig().normalize_observations is False
+    _fqe(policy, episodes, tmp_path / "raw", max_steps=2)
+    _fqe(policy, episodes, tmp_path / "standardised", max_steps=2, normalize_observations=True)
+    (raw_mean, raw_std), (mean, std) = seen
+    assert raw_mean.tolist() == [0.0] and raw_std.tolist() == [1.0]
+    assert mean.item() == pytest.approx(12.0) and std.item() == pytest.approx(np.std(np.tile(np.arange(5.0), 20), ddof=1) + 1e-3, rel=1e-5)

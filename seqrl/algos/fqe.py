@@ -3,8 +3,8 @@
 Q(s, a) regresses on r + gamma (1 - terminal) Q'(s', pi(s')), with the evaluated policy's
 deterministic action at the NEXT observation (d3rlpy's FQE once used s there, d3rlpy #93) and the
 data's own action at s. `terminals` mark true terminations only, so time-limit truncations
-bootstrap. Defaults are d3rlpy's FQEConfig: one critic (256, 256), Adam 1e-4, batch 100, a hard
-target copy every 100 updates, gamma 0.99, squared error.
+bootstrap. Defaults are d3rlpy's FQEConfig: one critic (256, 256) on raw observations, Adam 1e-4,
+batch 100, a hard target copy every 100 updates, gamma 0.99, squared error.
 
 The policy is fixed, so its actions at every s' are computed once before training and ride along
 in the batch (`next_actions`): an update is one critic regression, with no policy call. The
@@ -30,6 +30,9 @@ class FQEConfig(OfflineConfig):
     max_steps: int = 10_000  # d3rlpy's examples run 100k; 10k is the CPU default here
     lr: float = 1e-4
     target_update_period: int = 100  # hard copy of the critic into the target (d3rlpy)
+    # d3rlpy's FQE feeds raw observations. Standardised ones blow up the dims that barely move in the
+    # data, where a better policy goes: walker2d medium, Q(s0, pi(s0)) 0.1 or 48 by seed (raw: 100-105)
+    normalize_observations: bool = False
 
 
 def fqe_target(rewards: Tensor, terminals: Tensor, discount: float, next_q: Tensor) -> Tensor:

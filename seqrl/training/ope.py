@@ -88,13 +88,13 @@ def evaluate_offline(policy: OfflineAlgorithm, episodes: EpisodeDataset, config:
     """Fit FQE for `policy` on `episodes` and return the estimates (see the module docstring)."""
     _check_policy_fits(policy, episodes, what)
     policy = policy.to(device).eval()
-    # raw observations and rewards: the policy normalises its own inputs, FQE standardises its own
+    # raw observations and rewards: the policy normalises its own inputs; FQE's critic reads them raw (d3rlpy)
     buffer = TransitionBuffer(episodes, BufferConfig(), device=device, seed=config.seed)
     obs = buffer.observations
-    obs_mean, obs_std = obs.mean(0), obs.std(0) + 1e-3
+    stats = dict(obs_mean=obs.mean(0), obs_std=obs.std(0) + 1e-3) if config.normalize_observations else {}
     next_actions = policy_actions(policy, buffer.next_observations, buffer.action_low, buffer.action_high)
     torch.manual_seed(config.seed)  # the critic's initial weights
-    fqe = FQE(config, obs.shape[1], buffer.actions.shape[1], obs_mean=obs_mean, obs_std=obs_std, device=device)
+    fqe = FQE(config, obs.shape[1], buffer.actions.shape[1], **stats, device=device)
     loop = LoopConfig(max_steps=config.max_steps, log_every=max(1, min(1000, config.max_steps // 10)),
                       save_every=max(1, config.max_steps // 5), keep_checkpoints=1, progress=progress,
                       progress_desc="FQE updates")
@@ -132,7 +132,8 @@ class OPERunConfig:
 HELP = {"hidden_dims": "critic hidden widths", "batch_size": "rows per FQE update (d3rlpy: 100)",
         "max_steps": "FQE updates", "discount": "discount of the estimated value", "seed": "random seed (batches, initial weights)",
         "lr": "Adam learning rate of the critic (d3rlpy: 1e-4)",
-        "target_update_period": "updates between hard copies of the critic into its target (d3rlpy: 100)"}
+        "target_update_period": "updates between hard copies of the critic into its target (d3rlpy: 100)",
+        "normalize_observations": "standardise the critic's observations by the data's mean and std (d3rlpy's FQE, the default, feeds them raw)"}
 
 
 def main(argv=None) -> dict:
