@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 
 def ranks(x: np.ndarray) -> np.ndarray:
@@ -120,7 +119,7 @@ def main() -> None:
     from seqrl.hub import from_pretrained
     from seqrl.training.datasets import load_episodes
     from seqrl.training.ope import evaluate_offline
-    from seqrl.training.run import main as train
+    from seqrl.training.run import main as train, starting_yaml
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -128,12 +127,10 @@ def main() -> None:
     rows = []
     for algo in (args.algos.split(",") if "seqrl" in args.libs else []):
         run = work / f"{algo}_{args.dataset.replace('/', '_')}"
-        config = ROOT / "recipes" / "configs" / algo / "v5-short.yaml"
-        argv = ["--dataset", args.dataset, "--max_steps", str(args.steps), "--eval_every", str(args.every),
-                "--eval_episodes", str(args.episodes), "--snapshot_evals", "--save_every", "0",
+        # the YAML `seqrl train ALGO --dataset` starts from (v5-short.yaml on the v5 families)
+        argv = ["--config", starting_yaml(algo, False, args.dataset), "--dataset", args.dataset, "--max_steps", str(args.steps),
+                "--eval_every", str(args.every), "--eval_episodes", str(args.episodes), "--snapshot_evals", "--save_every", "0",
                 "--output_dir", str(run), "--no-resume", "--threads", str(args.threads)]
-        if config.exists() and not args.dataset.startswith("seqrl/invertedpendulum"):
-            argv = ["--config", str(config), *argv]
         if not (run / "model").exists():
             train(algo, argv)
         for snap in sorted((run / "snapshots").iterdir(), key=lambda d: int(d.name.split("_")[1])):
