@@ -1,7 +1,8 @@
 """Offline-to-online fine-tuning on a v5 family: normalized return before and after, the lowest
 evaluation early in the online phase (a collapse shows there), and CORL's regret, over seeds.
 
-Each seed: the offline run (`recipes/configs/<algo>/v5-short.yaml`, as the quality table runs it),
+Each seed: the offline run (the YAML `seqrl train` starts from on that dataset: on a v5 family
+`recipes/configs/<algo>/v5-short.yaml`, as the quality table runs it),
 then `seqrl finetune` of its model in the dataset's environment for --online-steps, evaluated every
 --eval-every steps on 10 deterministic episodes (reset seeds 10,000 + k). Every cell is one JSON file
 under --results, so an interrupted table resumes; `--table` prints the markdown table.
@@ -23,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from quality import run  # noqa: E402  (one subprocess per run, its threads set)
+
+from seqrl.training.run import starting_yaml  # noqa: E402  (the YAML `seqrl train` would start from)
 
 CELL = '''
 import json, torch
@@ -94,7 +96,7 @@ def main() -> None:
             if path.exists():
                 continue
             run_dir = work / f"{algo}{'-calql' if args.calql else ''}_{args.dataset.replace('/', '_')}_{seed}"
-            offline = ["--config", str(ROOT / "recipes" / "configs" / algo / "v5-short.yaml"), "--dataset", args.dataset,
+            offline = ["--config", starting_yaml(algo, False, args.dataset), "--dataset", args.dataset,
                        "--max_steps", str(args.offline_steps), "--seed", str(seed), "--output_dir", str(run_dir / "offline"),
                        "--eval_episodes", str(args.episodes), "--threads", str(args.threads)]
             online = [str(run_dir / "offline" / "model"), "--max_steps", str(args.online_steps), "--seed", str(seed),
