@@ -37,8 +37,10 @@ def fit_dynamics(buffer: TransitionBuffer, config: DynamicsConfig, output_dir, *
     torch.manual_seed(config.seed)  # the members' initial weights
     model = DynamicsEnsemble(config, obs_dim, act_dim).to(buffer.device)
     trainer = DynamicsTrainer(model, buffer.raw_transitions(), config)
+    capped = config.max_epochs > 0
     loop = LoopConfig(max_steps=config.max_epochs or EPOCH_CAP, log_every=1, save_every=1, keep_checkpoints=1,
-                      progress=progress, progress_desc="dynamics epochs (until early stopping)")
+                      progress=progress, progress_total=capped,
+                      progress_desc="dynamics epochs (early stopping, capped)" if capped else "dynamics epochs (until early stopping)")
     train(trainer, NoBatches(), loop, output_dir, resume=resume, identity={"algorithm": "dynamics", **(identity or {})})
     if not trainer.finished:  # the epoch budget ran out before early stopping
         trainer.finish()

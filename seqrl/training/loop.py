@@ -62,6 +62,7 @@ class LoopConfig:
     keep_checkpoints: int = 2
     progress: bool = True
     progress_desc: str = "training"
+    progress_total: bool = True  # False: max_steps is only a safety cap (a fit ended by early stopping), no ETA
     reuse_freed_memory: bool = True  # glibc heap thresholds for step-to-step reuse (seqrl/cpu/memory.py)
     precision: str = "fp32"  # "bf16": each train_step under bfloat16 autocast (seqrl/training/precision.py)
     device_type: str = "cpu"  # where that autocast applies
@@ -242,7 +243,7 @@ def train(
     history: list[dict[str, float]] = logs["history"]
     last_eval: dict[str, float] = {}
     pending: list[dict[str, torch.Tensor]] = []
-    bar = tqdm(total=config.max_steps, initial=start, disable=not (is_main and config.progress),
+    bar = tqdm(total=config.max_steps if config.progress_total else None, initial=start, disable=not (is_main and config.progress),
                desc=config.progress_desc, dynamic_ncols=True)
     t_last, step = time.perf_counter(), start
     interval = 0  # loop steps since the last log
