@@ -81,3 +81,17 @@ def test_the_wheel_runs_every_main_command_outside_the_checkout(installed, tmp_p
     out = seqrl(installed, tmp_path, "plan", "--checkpoint", "tt/model", "--episodes", "1", "--horizon", "1",
                 "--beam_width", "1", "--n_expand", "1", "--no-progress", "--output", "plan.json").stdout
     assert "planner:" in out and (tmp_path / "plan.json").exists()
+
+
+def test_every_folder_of_shipped_files_is_a_listed_package():
+    """setuptools ships the YAMLs and family assets by package-data, but warns at every install for
+    (and a future version may skip) a folder of them that `packages` does not list."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    for package, folder in {**setuptools["package-dir"], "seqrl": "seqrl"}.items():
+        for sub in (ROOT / folder).rglob("*"):
+            if sub.is_dir() and sub.name != "__pycache__" and any(sub.iterdir()):
+                name = ".".join([package, *sub.relative_to(ROOT / folder).parts])
+                assert name in listed, f"pyproject.toml: {name} ({sub.relative_to(ROOT)}) is not in packages"
