@@ -92,6 +92,7 @@ def test_every_folder_of_shipped_files_is_a_listed_package():
     listed = set(setuptools["packages"])
     for package, folder in {**setuptools["package-dir"], "seqrl": "seqrl"}.items():
         for sub in (ROOT / folder).rglob("*"):
-            if sub.is_dir() and sub.name != "__pycache__" and any(sub.iterdir()):
+            shipped = sub.is_dir() and sub.name != "__pycache__" and not sub.name.startswith(".")
+            if shipped and any(f.is_file() for f in sub.iterdir()):
                 name = ".".join([package, *sub.relative_to(ROOT / folder).parts])
                 assert name in listed, f"pyproject.toml: {name} ({sub.relative_to(ROOT)}) is not in packages"
