@@ -3,7 +3,8 @@ the same synthetic Hopper-shaped data (its `make_dataset`, same seed), in seqrl'
 
     a. ensemble training: `DynamicsTrainer.update` on bootstrap batches (7 x 256 rows, 4 x 200 Swish)
     b. rollouts: `seqrl.algos.model_based.rollout`, 50,000 starts x h 5, the SAC actor's samples, no
-       termination (as d3rlpy 1.1.1, which has none; the Hopper rule is timed as well)
+       termination (as d3rlpy 1.1.1, which has none; the Hopper rule is timed as well); MOPO's (every
+       member runs, for the penalty) and COMBO's (no penalty: only each row's sampled elite runs)
     c. MOPO / COMBO updates on mixed batches from `ModelRollouts.next_batch` (sampling included)
 
 Prints one JSON line; FLOP per operation from torch's FLOP counter.
@@ -96,7 +97,7 @@ def main() -> None:
     mean, std = torch.as_tensor(buffer.obs_mean), torch.as_tensor(buffer.obs_std)
     never = lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool)  # noqa: E731
     starts = buffer.observations[torch.randint(len(buffer), (args.rollout_starts,), generator=g)]
-    go = lambda fn: rollout(model, mopo.actor, starts, args.horizon, fn, mean, std, "aleatoric", 1.0, 1.0, g)  # noqa: E731
+    go = lambda fn, coef=1.0: rollout(model, mopo.actor, starts, args.horizon, fn, mean, std, "aleatoric", coef, 1.0, g)  # noqa: E731
     rollout(model, mopo.actor, starts[:1000], args.horizon, never, mean, std, "aleatoric", 1.0, 1.0, g)  # warm-up
     t0 = time.perf_counter()
     rows, _ = go(never)
@@ -110,6 +111,15 @@ def main() -> None:
                       "seconds": seconds, "transitions_per_s": n / seconds, "gflop": f / 1e9,
                       "gflop_per_s": f / seconds / 1e9, "with_hopper_termination": {
                           "transitions_generated": len(hopper_rows["rewards"]), "seconds": hopper_s}}
+    # COMBO's rollouts (no penalty): only each row's sampled elite runs (DynamicsEnsemble.step(every_member=False))
+    go(never, 0.0)  # warm-up of that path
+    t0 = time.perf_counter()
+    rows, _ = go(never, 0.0)
+    seconds = time.perf_counter() - t0
+    f = flops(lambda: go(never, 0.0))
+    n = len(rows["rewards"])
+    out["rollout_unpenalised"] = {"transitions_generated": n, "seconds": seconds, "transitions_per_s": n / seconds,
+                                  "gflop": f / 1e9, "gflop_per_s": f / seconds / 1e9}
 
     # c. policy updates on mixed batches
     def updates(algo, real_ratio: float, steps: int) -> dict:

@@ -2,7 +2,9 @@
 the same Hopper-shaped synthetic data (obs 11, act 3, 100,000 transitions, same generator and seed):
 
     ensemble training steps/s   7 members, 4 x 200 Swish, batch 256 per member, Adam 1e-3
-    rollout transitions/s       50,000 start states x h 5, the SAC actor's sampled actions
+    rollout transitions/s       50,000 start states x h 5, the SAC actor's sampled actions; MOPO's
+                                (every member, for the penalty) and COMBO's (no penalty: seqrl runs
+                                only each row's sampled elite, d3rlpy every member as for MOPO)
     policy updates/s            MOPO (SAC 2x256, real_ratio 0.05) and COMBO (2x256, real_ratio 0.5)
 
 Each side runs in its own process and virtual environment (d3rlpy 1.1.1 in benchmarks/.venv-d3rlpy1,
@@ -60,6 +62,8 @@ def main() -> None:
     ours = run(sys.executable, "_seqrl_model_based_worker.py", args)
     rows = [("ensemble training steps/s", "dynamics_train", "updates_per_s", "sample_and_update_per_s"),
             ("rollout transitions/s (50k x h 5)", "rollout", "transitions_per_s", "transitions_per_s"),
+            ("rollout transitions/s without a penalty (COMBO; d3rlpy's COMBO runs the same rollout as its MOPO)",
+             "rollout_unpenalised", "transitions_per_s", "transitions_per_s"),
             ("MOPO updates/s (mixed batches, sampling included)", "mopo_update", "updates_per_s", "sample_and_update_per_s"),
             ("COMBO updates/s (push-down at model rows, as d3rlpy)", "combo_update", "updates_per_s", "sample_and_update_per_s"),
             ("COMBO updates/s (seqrl's default: push-down at every row; d3rlpy at model rows)", "combo_mix_update",
@@ -68,7 +72,7 @@ def main() -> None:
     print(f"| operation ({args.threads} thread(s)) | seqrl | d3rlpy 1.1.1 | ratio | seqrl GFLOP/s |")
     print("|---|---|---|---|---|")
     for label, key, ours_key, peer_key in rows:
-        peer_row = peer.get(key) or peer.get(key.replace("_mix", ""))
+        peer_row = peer.get(key) or peer.get(key.replace("_mix", "").replace("_unpenalised", ""))
         if key not in ours or peer_row is None:
             continue
         a, b = ours[key][ours_key], peer_row[peer_key]

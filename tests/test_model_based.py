@@ -146,9 +146,13 @@ def test_penalties_by_hand():
 class LinearModel:
     """A known model for rollout tests: s' = s + 1 per dim, r = s_0, std 0.5 everywhere."""
 
-    def step(self, obs, act, generator=None):
+    config = DynamicsConfig(ensemble_size=2, num_elites=2)
+
+    def step(self, obs, act, generator=None, every_member=True):
         nxt = obs + 1.0
         mean = torch.cat([nxt, obs[:, :1]], dim=-1).expand(2, -1, -1)
+        if not every_member:
+            return Prediction(nxt, obs[:, 0].clone(), None, None)
         return Prediction(nxt, obs[:, 0].clone(), mean, torch.full_like(mean, 0.5))
 
 
@@ -176,6 +180,33 @@ def test_rollout_drops_terminated_rows_and_applies_the_penalty():
     assert rows["rewards"].item() == 10.0  # raw s_0 of the start state
 
 
+def test_a_rollout_without_a_penalty_runs_only_each_rows_sampled_elite():
+    from torch.utils.flop_counter import FlopCounterMode
+    torch.manual_seed(0)
+    model = DynamicsEnsemble(DynamicsConfig(**TINY, seed=0), 4, 1)
+    model.set_input_statistics(torch.randn(100, 5) * 3 + 1)
+    obs, act = torch.randn(500, 4), torch.rand(500, 1) * 2 - 1
+    full = model.step(obs, act, torch.Generator().manual_seed(3))
+    own = model.step(obs, act, torch.Generator().manual_seed(3), every_member=False)
+    assert own.mean is None and own.std is None
+    assert torch.allclose(own.next_observations, full.next_observations, atol=1e-5)
+    assert torch.allclose(own.rewards, full.rewards, atol=1e-5)
+    members = torch.randint(3, (500,))
+    mean, std = model.predict(obs, act)
+    own_mean, own_std = model.predict(obs, act, members=members)
+    rows = torch.arange(500)
+    assert torch.allclose(own_mean, mean[members, rows], atol=1e-5) and torch.allclose(own_std, std[members, rows], atol=1e-5)
+
+    def flops(**kw):
+        with FlopCounterMode(display=False) as counter:
+            model.step(obs, act, torch.Generator().manual_seed(3), **kw)
+        return counter.get_total_flops()
+    assert flops(every_member=False) < 0.5 * flops()  # one member of three per row (plus padding), not all three
+    # rollouts without a penalty take that path and report no penalty statistics
+    rows, stats = rollout(model, ZeroActor(), obs[:50], 2, lambda s: s[:, 0] > 1e9, torch.zeros(4), torch.ones(4))
+    assert "rollout_penalty" not in stats and rows["rewards"].shape == (100,)
+
+
 def tiny_episodes(n_episodes=4, length=50, obs_dim=2):
     g = np.random.default_rng(0)
     eps = []
@@ -190,7 +221,9 @@ def tiny_episodes(n_episodes=4, length=50, obs_dim=2):
 class MarkedModel:
     """Model rows carry reward -7 so a batch shows which buffer each row came from."""
 
-    def step(self, obs, act, generator=None):
+    config = DynamicsConfig(ensemble_size=2, num_elites=2)
+
+    def step(self, obs, act, generator=None, every_member=True):
         mean = torch.cat([obs, torch.full_like(obs[:, :1], -7.0)], dim=-1).expand(2, -1, -1)
         return Prediction(obs.clone(), torch.full((obs.shape[0],), -7.0), mean, torch.zeros_like(mean))
 
@@ -379,4 +412,4 @@ def test_a_penalty_that_makes_falling_pay_is_a_warning_where_the_env_terminates(
         source = ModelRollouts(TransitionBuffer(tiny_episodes(), BufferConfig(), seed=0), MarkedModel(), Policy(),
                                always, dataclasses.replace(config, penalty_coef=0.0), batch_size=8)
         source.next_batch()
-    assert source.metrics["rollout_penalized_reward"].item() == -7.0
+    assert source.metrics["rollout_reward"].item() == -7.0 and "rollout_penalized_reward" not in source.metrics

@@ -9,7 +9,8 @@ buffer holding `model_retain_epochs` rollouts; rows that terminate (the environm
 is `real_ratio` real rows followed by model rows, with `real_rows` marking the real ones.
 
 Everything stays tensors on the training device: one batched ensemble forward per rollout step,
-no host copy, no Python loop over members or rows.
+no host copy, no Python loop over members or rows. Without a penalty (COMBO, or MOPO at lambda 0)
+only each row's sampled elite is evaluated, since no other member's prediction is used.
 """
 
 from __future__ import annotations
@@ -53,19 +54,26 @@ class ModelBasedFields:
             raise ValueError(f"penalty_coef must be >= 0, got {self.penalty_coef}")
 
 
-ROLLOUT_CHUNK = 8192  # start states per block: [E, 8192, 200] activations stay in cache (2x faster at 50k on CPU)
+# Member-rows per block: a block of B start states runs [E, B, 200] activations (B // E per member
+# when only the sampled elite runs); about 8k of them stay in cache: at 50k starts on one AMD core,
+# E = 7 ran 22k transitions/s in blocks of 8192 starts and 35k in blocks of 1024 (benchmarks/README.md).
+ROLLOUT_MEMBER_ROWS = 8192
 
 
 @torch.no_grad()
 def rollout(dynamics: DynamicsEnsemble, actor, start: Tensor, horizon: int, terminated: Callable[[Tensor], Tensor],
             obs_mean: Tensor, obs_std: Tensor, penalty: str = "aleatoric", penalty_coef: float = 0.0,
-            reward_multiplier: float = 1.0, generator: torch.Generator | None = None, chunk: int = ROLLOUT_CHUNK
+            reward_multiplier: float = 1.0, generator: torch.Generator | None = None, chunk: int | None = None
             ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Roll normalised start states [N, D] `horizon` steps through the model with `actor`'s sampled
-    actions, in blocks of `chunk` start states. Returns the transitions (the learner's normalised
-    observations, rewards penalised and scaled like the real buffer's) and rollout statistics."""
+    actions, in blocks of `chunk` start states (default: ROLLOUT_MEMBER_ROWS member-rows each).
+    Returns the transitions (the learner's normalised observations, rewards penalised and scaled like
+    the real buffer's) and rollout statistics."""
     rows: dict[str, list[Tensor]] = {k: [] for k in FIELDS}
     penalties, raw_rewards = [], []
+    penalised = penalty_coef > 0  # else (COMBO) only each row's sampled elite runs: 1/E of the ensemble's FLOPs
+    if chunk is None:
+        chunk = max(1, ROLLOUT_MEMBER_ROWS // (dynamics.config.ensemble_size if penalised else 1))
     for block in start.split(chunk):
         obs = block
         for _ in range(horizon):
@@ -73,8 +81,8 @@ def rollout(dynamics: DynamicsEnsemble, actor, start: Tensor, horizon: int, term
                 break
             action = actor.sample(obs, generator=generator)[0]
             raw = obs * obs_std + obs_mean
-            pred = dynamics.step(raw, action, generator)
-            u = uncertainty(pred.mean, pred.std, penalty)
+            pred = dynamics.step(raw, action, generator, every_member=penalised)
+            u = uncertainty(pred.mean, pred.std, penalty) if penalised else torch.zeros_like(pred.rewards)
             finite = torch.isfinite(pred.next_observations).all(-1) & torch.isfinite(pred.rewards) & torch.isfinite(u)
             done = terminated(pred.next_observations) & finite
             next_obs = (pred.next_observations - obs_mean) / obs_std
@@ -86,8 +94,10 @@ def rollout(dynamics: DynamicsEnsemble, actor, start: Tensor, horizon: int, term
             obs = next_obs[finite & ~done]
     out = {k: torch.cat(v) for k, v in rows.items()}
     u, r = torch.cat(penalties), torch.cat(raw_rewards)
-    stats = {"rollout_penalty": u.mean(), "rollout_reward": r.mean(), "rollout_penalized_reward": (r - penalty_coef * u).mean(),
-             "rollout_terminal": out["terminals"].mean(), "rollout_rows": torch.tensor(float(len(out["rewards"])))}
+    stats = {"rollout_reward": r.mean(), "rollout_terminal": out["terminals"].mean(),
+             "rollout_rows": torch.tensor(float(len(out["rewards"])))}
+    if penalised:
+        stats |= {"rollout_penalty": u.mean(), "rollout_penalized_reward": (r - penalty_coef * u).mean()}
     return out, stats
 
 

@@ -68,8 +68,8 @@ class DynamicsConfig:
 class Prediction(NamedTuple):
     next_observations: Tensor  # [B, obs_dim], sampled from one random elite per row
     rewards: Tensor  # [B]
-    mean: Tensor  # [E, B, obs_dim + 1]: every member's mean of (s', r)
-    std: Tensor  # [E, B, obs_dim + 1]
+    mean: Tensor | None  # [E, B, obs_dim + 1]: every member's mean of (s', r) (None: `step(every_member=False)`)
+    std: Tensor | None  # [E, B, obs_dim + 1]
 
 
 def soft_clamp(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
@@ -125,16 +125,36 @@ class DynamicsEnsemble(nn.Module):
         self.input_mean.copy_(inputs.mean(0))
         self.input_std.copy_(torch.where(std < 1e-12, torch.ones_like(std), std))
 
-    def forward(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, obs: Tensor, act: Tensor, members: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """obs [B, obs_dim] and act [B, act_dim] shared by every member, or [E, B, .] one batch per
-        member -> (mean, logvar) [E, B, obs_dim + 1] of (delta s, r)."""
+        member -> (mean, logvar) [E, B, obs_dim + 1] of (delta s, r). With `members` [B] (a member
+        index per row), each row goes through its own member only -> [B, obs_dim + 1]."""
         x = (torch.cat([obs, act], dim=-1) - self.input_mean) / self.input_std
+        if members is not None:
+            return self._own_member_forward(x, members)
         if x.dim() == 2:
             x = x.expand(self.config.ensemble_size, *x.shape)
-        for layer in self.layers[:-1]:
-            x = F.silu(layer(x))
-        mean, logvar = self.layers[-1](x).chunk(2, dim=-1)
+        return self._layers_forward(x, [(layer.weight, layer.bias) for layer in self.layers])
+
+    def _layers_forward(self, x: Tensor, params: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        for weight, bias in params[:-1]:
+            x = F.silu(torch.baddbmm(bias, x, weight))
+        mean, logvar = torch.baddbmm(params[-1][1], x, params[-1][0]).chunk(2, dim=-1)
         return mean, soft_clamp(logvar, self.min_logvar, self.max_logvar)
+
+    def _own_member_forward(self, x: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows grouped by member into one zero-padded batch per member used ([K, widest group, in]),
+        run through those K members as one batched network, then put back in row order: 1/E of the
+        FLOPs of every member on every row, and no Python loop over members."""
+        used, group = torch.unique(members, return_inverse=True)
+        counts = torch.bincount(group, minlength=len(used))
+        order = torch.argsort(group, stable=True)
+        slot = torch.empty_like(group)
+        slot[order] = torch.arange(len(group), device=x.device) - (counts.cumsum(0) - counts)[group[order]]
+        padded = x.new_zeros(len(used), int(counts.max()), x.shape[-1])
+        padded[group, slot] = x
+        mean, logvar = self._layers_forward(padded, [(layer.weight[used], layer.bias[used]) for layer in self.layers])
+        return mean[group, slot], logvar[group, slot]
 
     def loss(self, obs: Tensor, act: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Training loss on member batches [E, B, .]: Gaussian NLL + weight decay + log-var bounds."""
@@ -151,19 +171,27 @@ class DynamicsEnsemble(nn.Module):
         return (mean - target).pow(2).mean(dim=(1, 2))
 
     @torch.no_grad()
-    def predict(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:
-        """Every member's mean and std of (s', r): [E, B, obs_dim + 1]."""
-        mean, logvar = self(obs, act)
+    def predict(self, obs: Tensor, act: Tensor, members: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Every member's mean and std of (s', r): [E, B, obs_dim + 1]; with `members` [B], each
+        row's own member's: [B, obs_dim + 1]."""
+        mean, logvar = self(obs, act, members)
         mean = torch.cat([mean[..., :-1] + obs, mean[..., -1:]], dim=-1)
         return mean, torch.exp(0.5 * logvar)
 
     @torch.no_grad()
-    def step(self, obs: Tensor, act: Tensor, generator: torch.Generator | None = None) -> Prediction:
-        """(s', r) sampled per row from one elite chosen uniformly at random (the references')."""
-        mean, std = self.predict(obs, act)
+    def step(self, obs: Tensor, act: Tensor, generator: torch.Generator | None = None,
+             every_member: bool = True) -> Prediction:
+        """(s', r) sampled per row from one elite chosen uniformly at random (the references').
+        `every_member=False` runs only that elite on its row (what a rollout without an uncertainty
+        penalty needs: COMBO): the same sample from the same generator, Prediction.mean/std None."""
         rows = torch.arange(obs.shape[0], device=obs.device)
         pick = self.elites[torch.randint(len(self.elites), (obs.shape[0],), generator=generator, device=obs.device)]
-        m, s = mean[pick, rows], std[pick, rows]
+        if every_member:
+            mean, std = self.predict(obs, act)
+            m, s = mean[pick, rows], std[pick, rows]
+        else:
+            mean = std = None
+            m, s = self.predict(obs, act, members=pick)
         sample = m + s * torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
         return Prediction(sample[:, :-1], sample[:, -1], mean, std)
 
