@@ -202,6 +202,7 @@ def test_a_rollout_without_a_penalty_runs_only_each_rows_sampled_elite():
             model.step(obs, act, torch.Generator().manual_seed(3), **kw)
         return counter.get_total_flops()
     assert flops(every_member=False) < 0.5 * flops()  # one member of three per row (plus padding), not all three
+    assert model.step(obs[:0], act[:0], every_member=False).next_observations.shape == (0, 4)
     # rollouts without a penalty take that path and report no penalty statistics
     rows, stats = rollout(model, ZeroActor(), obs[:50], 2, lambda s: s[:, 0] > 1e9, torch.zeros(4), torch.ones(4))
     assert "rollout_penalty" not in stats and rows["rewards"].shape == (100,)

@@ -146,6 +146,9 @@ class DynamicsEnsemble(nn.Module):
         """Rows grouped by member into one zero-padded batch per member used ([K, widest group, in]),
         run through those K members as one batched network, then put back in row order: 1/E of the
         FLOPs of every member on every row, and no Python loop over members."""
+        if x.shape[0] == 0:
+            empty = x.new_zeros(0, self.obs_dim + 1)
+            return empty, empty
         used, group = torch.unique(members, return_inverse=True)
         counts = torch.bincount(group, minlength=len(used))
         order = torch.argsort(group, stable=True)
@@ -184,10 +187,10 @@ class DynamicsEnsemble(nn.Module):
         """(s', r) sampled per row from one elite chosen uniformly at random (the references').
         `every_member=False` runs only that elite on its row (what a rollout without an uncertainty
         penalty needs: COMBO): the same sample from the same generator, Prediction.mean/std None."""
-        rows = torch.arange(obs.shape[0], device=obs.device)
         pick = self.elites[torch.randint(len(self.elites), (obs.shape[0],), generator=generator, device=obs.device)]
         if every_member:
             mean, std = self.predict(obs, act)
+            rows = torch.arange(obs.shape[0], device=obs.device)
             m, s = mean[pick, rows], std[pick, rows]
         else:
             mean = std = None
