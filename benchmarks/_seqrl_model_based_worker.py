@@ -97,29 +97,26 @@ def main() -> None:
     mean, std = torch.as_tensor(buffer.obs_mean), torch.as_tensor(buffer.obs_std)
     never = lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool)  # noqa: E731
     starts = buffer.observations[torch.randint(len(buffer), (args.rollout_starts,), generator=g)]
-    go = lambda fn, coef=1.0: rollout(model, mopo.actor, starts, args.horizon, fn, mean, std, "aleatoric", coef, 1.0, g)  # noqa: E731
-    rollout(model, mopo.actor, starts[:1000], args.horizon, never, mean, std, "aleatoric", 1.0, 1.0, g)  # warm-up
-    t0 = time.perf_counter()
-    rows, _ = go(never)
-    seconds = time.perf_counter() - t0
-    f = flops(lambda: go(never))
-    t0 = time.perf_counter()
-    hopper_rows, _ = go(termination_function("Hopper-v5"))
-    hopper_s = time.perf_counter() - t0
-    n = len(rows["rewards"])
-    out["rollout"] = {"starts": args.rollout_starts, "horizon": args.horizon, "transitions_generated": n,
-                      "seconds": seconds, "transitions_per_s": n / seconds, "gflop": f / 1e9,
-                      "gflop_per_s": f / seconds / 1e9, "with_hopper_termination": {
-                          "transitions_generated": len(hopper_rows["rewards"]), "seconds": hopper_s}}
+    go = lambda fn, coef=1.0, n=None: rollout(model, mopo.actor, starts[:n], args.horizon, fn, mean, std,  # noqa: E731
+                                              "aleatoric", coef, 1.0, g)
+
+    def timed_rollout(terminated, coef: float) -> dict:
+        t0 = time.perf_counter()
+        n = len(go(terminated, coef)[0]["rewards"])
+        seconds = time.perf_counter() - t0
+        return {"transitions_generated": n, "seconds": seconds, "transitions_per_s": n / seconds}
+
+    def with_flops(res: dict, coef: float) -> dict:
+        f = flops(lambda: go(never, coef))
+        return res | {"gflop": f / 1e9, "gflop_per_s": f / res["seconds"] / 1e9}
+
+    go(never, 1.0, 1000)  # warm-up
+    out["rollout"] = {"starts": args.rollout_starts, "horizon": args.horizon} | with_flops(timed_rollout(never, 1.0), 1.0)
+    hopper = timed_rollout(termination_function("Hopper-v5"), 1.0)
+    out["rollout"]["with_hopper_termination"] = {k: hopper[k] for k in ("transitions_generated", "seconds")}
     # COMBO's rollouts (no penalty): only each row's sampled elite runs (DynamicsEnsemble.step(every_member=False))
-    go(never, 0.0)  # warm-up of that path
-    t0 = time.perf_counter()
-    rows, _ = go(never, 0.0)
-    seconds = time.perf_counter() - t0
-    f = flops(lambda: go(never, 0.0))
-    n = len(rows["rewards"])
-    out["rollout_unpenalised"] = {"transitions_generated": n, "seconds": seconds, "transitions_per_s": n / seconds,
-                                  "gflop": f / 1e9, "gflop_per_s": f / seconds / 1e9}
+    go(never, 0.0, 1000)  # warm-up of that path
+    out["rollout_unpenalised"] = with_flops(timed_rollout(never, 0.0), 0.0)
 
     # c. policy updates on mixed batches
     def updates(algo, real_ratio: float, steps: int) -> dict:

@@ -149,8 +149,7 @@ class DynamicsEnsemble(nn.Module):
         if x.shape[0] == 0:
             empty = x.new_zeros(0, self.obs_dim + 1)
             return empty, empty
-        used, group = torch.unique(members, return_inverse=True)
-        counts = torch.bincount(group, minlength=len(used))
+        used, group, counts = torch.unique(members, return_inverse=True, return_counts=True)
         order = torch.argsort(group, stable=True)
         slot = torch.empty_like(group)
         slot[order] = torch.arange(len(group), device=x.device) - (counts.cumsum(0) - counts)[group[order]]
